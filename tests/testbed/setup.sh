@@ -19,7 +19,7 @@ die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run me as root (I install packages and start dockerd)"
 
 host_packages=(docker.io debootstrap zstd age acl attr restic rsync python3-venv
-               openssh-client rclone sqlite3 postgresql-client)
+               openssh-client rclone sqlite3 postgresql-client shellcheck)
 
 install_host_packages() {
   local missing=()
@@ -60,7 +60,7 @@ image_recipe() { docker image inspect -f '{{index .Config.Labels "lifeboat.recip
 
 # base_image SUITE TAG: a minbase Debian root filesystem from debootstrap, imported
 base_image() {
-  local suite=$1 tag=$2 name=lifeboat-test/debian-base:$2 hash tmp
+  local suite=$1 name=lifeboat-test/debian-base:$2 hash tmp
   hash=$(recipe_hash "$images_dir/debian-base" "$suite")
   if [ "$(image_recipe "$name")" = "$hash" ]; then log "$name is up to date"; return 0; fi
   log "building $name with debootstrap ($suite)"

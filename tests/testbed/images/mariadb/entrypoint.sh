@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Entry point after the official mariadb image's contract, written for Debian's packages.
 set -euo pipefail
 
@@ -38,7 +38,9 @@ if [ "${1:-}" = mariadbd ] || [ "${1:-}" = mysqld ]; then
     } | sql
     for f in /docker-entrypoint-initdb.d/*; do
       case "$f" in
-        *.sh)  echo "running $f"; . "$f" ;;
+        *.sh)  echo "running $f"
+             # shellcheck disable=SC1090  # the init scripts are the user's
+             . "$f" ;;
         *.sql) echo "running $f"; sql -p"${MARIADB_ROOT_PASSWORD:-}" "${MARIADB_DATABASE:-mysql}" < "$f" ;;
       esac
     done

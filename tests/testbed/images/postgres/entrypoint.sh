@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Entry point after the official postgres image's contract, written for Debian's packages.
 set -euo pipefail
 
@@ -36,7 +36,9 @@ if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
-      *.sh)  echo "running $f"; . "$f" ;;
+      *.sh)  echo "running $f"
+             # shellcheck disable=SC1090  # the init scripts are the user's
+             . "$f" ;;
       *.sql) echo "running $f"; psql -v ON_ERROR_STOP=1 -q -d "$POSTGRES_DB" -f "$f" ;;
     esac
   done

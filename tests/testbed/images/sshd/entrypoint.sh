@@ -9,6 +9,8 @@ home=$(getent passwd "$user" | cut -d: -f6)
 mkdir -p "$home/.ssh"
 if [ -n "${SSH_AUTHORIZED_KEY:-}" ]; then printf '%s\n' "$SSH_AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"; fi
 if [ -f /etc/ssh/authorized_keys ]; then cat /etc/ssh/authorized_keys >> "$home/.ssh/authorized_keys"; fi
-chown -R "$user:" "$home/.ssh" && chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys" 2>/dev/null || true
+chown -R "$user:" "$home/.ssh"
+chmod 700 "$home/.ssh"
+if [ -f "$home/.ssh/authorized_keys" ]; then chmod 600 "$home/.ssh/authorized_keys"; fi
 printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' > /etc/ssh/sshd_config.d/lifeboat.conf
 exec "$@"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# lifeboat.docker's jobs on this machine, with the local inventory (inventories/local):
+#
+#   bash scripts/lifeboat.sh inventory   # the storage-concept document of this Docker host
+#
+# Sets up .venv with the controller's requirements first when needed (scripts/venv.sh).
+# More jobs (backup, restore, dr_rebuild) arrive with the roles that run them.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+job=${1:-}
+shift || true
+case "$job" in
+  inventory) playbook=playbooks/inventory_report.yml ;;
+  *) echo "usage: bash scripts/lifeboat.sh inventory [ansible-playbook options]" >&2; exit 2 ;;
+esac
+bash "$top/scripts/venv.sh" controller
+cd "$top"
+export ANSIBLE_CONFIG=$top/ansible.cfg
+exec "$top/.venv/bin/ansible-playbook" -i inventories/local "$playbook" "$@"

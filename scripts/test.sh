@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Every check of lifeboat.docker, in one command (this is what .ci/run calls):
+#
+#   bash scripts/test.sh                  # all steps
+#   bash scripts/test.sh unit integration # only these steps
+#
+# Steps: testbed venv lint changelog build sanity unit integration molecule.
+# Run as root on Debian 12: the testbed step installs packages, starts dockerd when no engine
+# answers and builds the local test images (tests/testbed/setup.sh); each step is idempotent.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 2
+all_steps=(testbed venv lint changelog build sanity unit integration molecule)
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=("${all_steps[@]}")
+for s in "${steps[@]}"; do
+  [[ " ${all_steps[*]} " == *" $s "* ]] || { echo "unknown step '$s'; steps: ${all_steps[*]}" >&2; exit 2; }
+done
+
+export PATH=$top/.venv/bin:$PATH
+export ANSIBLE_CONFIG=$top/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH=$top/.venv/collections
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+
+step_testbed() { bash tests/testbed/setup.sh; }
+step_venv() { bash scripts/venv.sh dev; }
+step_lint() { ansible-lint --offline; }
+step_changelog() { antsibull-changelog lint; }
+step_build() {
+  local out=$top/build/dist tarball
+  rm -rf "$out" "$top/build/install" && mkdir -p "$out"
+  ansible-galaxy collection build --force --output-path "$out" >/dev/null || return 1
+  tarball=$(ls "$out"/lifeboat-docker-*.tar.gz)
+  if tar -tzf "$tarball" | grep -E '^(tests|bench|molecule|scripts|\.ci|\.venv)(/|$)'; then
+    echo "the collection tarball ships test, bench or CI files (listed above): fix build_ignore in galaxy.yml" >&2
+    return 1
+  fi
+  ansible-galaxy collection install --offline -p "$top/build/install" "$tarball" >/dev/null || return 1
+  echo "built and installed $(basename "$tarball") ($(tar -tzf "$tarball" | wc -l) entries)"
+}
+step_sanity() { bash scripts/sanity.sh; }
+step_unit() { pytest -q -p no:cacheprovider tests/unit; }
+step_integration() { pytest -q -p no:cacheprovider tests/integration; }
+step_molecule() {
+  local scenario rc=0
+  for scenario in molecule/*/molecule.yml; do
+    scenario=$(basename "$(dirname "$scenario")")
+    echo "--- molecule test -s $scenario"
+    molecule test -s "$scenario" || rc=1
+  done
+  return $rc
+}
+
+declare -A result seconds
+failed=0
+for s in "${steps[@]}"; do
+  echo "=== $s"
+  start=$(date +%s)
+  if "step_$s"; then result[$s]=passed; else result[$s]=FAILED; failed=$((failed + 1)); fi
+  seconds[$s]=$(( $(date +%s) - start ))
+  # Without a test bench or tools nothing after makes sense.
+  if [ "${result[$s]}" = FAILED ] && { [ "$s" = testbed ] || [ "$s" = venv ]; }; then
+    echo "step $s failed: stopping here" >&2
+    break
+  fi
+done
+
+echo
+echo "=== summary"
+passed=0
+for s in "${steps[@]}"; do
+  [ -n "${result[$s]:-}" ] || continue
+  printf '%-12s %-7s %5ss\n' "$s" "${result[$s]}" "${seconds[$s]}"
+  [ "${result[$s]}" = passed ] && passed=$((passed + 1))
+done
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
