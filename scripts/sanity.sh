@@ -18,10 +18,11 @@ rm -rf "$dest" && mkdir -p "$dest"
 # --venv mode cannot be used here: it downloads a pip bootstrap from a host we cannot reach.
 venv=$top/build/venv-sanity
 core=$(grep -E '^ansible-core==' "$top/requirements/controller.txt")
-if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/pip" show -q ansible-core >/dev/null 2>&1 \
-   || [ "$("$venv/bin/pip" show ansible-core 2>/dev/null | sed -n 's/^Version: //p')" != "${core#ansible-core==}" ]; then
+have=$("$venv/bin/python" -m pip show ansible-core 2>/dev/null | sed -n 's/^Version: //p' || true)
+if [ "$have" != "${core#ansible-core==}" ]; then
+  rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "$core"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$core"
 fi
 # The pip bootstrap ansible-test would download: our stand-in (see the script's docstring).
 pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',$/\1/p" \
@@ -30,4 +31,4 @@ pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',$/\1/p" \
 mkdir -p ~/.ansible/test/cache
 cp "$top/scripts/ansible_test_get_pip.py" ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 cd "$dest"
-exec "$venv/bin/ansible-test" sanity --color no --python 3.11 --requirements "$@"
+exec "$venv/bin/python" "$venv/bin/ansible-test" sanity --color no --python 3.11 --requirements "$@"

@@ -44,7 +44,9 @@ def run_module(name: str, *, check: bool = False, diff: bool = False, expect_fai
     failure is returned, with result["failed"] true).
     """
     cmd = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-           "-m", f"lifeboat.docker.{name}", "-a", json.dumps(args)]
+           "-m", f"lifeboat.docker.{name}"]
+    if args:  # ansible-core 2.19 takes '-a {}' for raw parameters, which modules refuse
+        cmd += ["-a", json.dumps(args)]
     if check:
         cmd.append("--check")
     if diff:

@@ -1,0 +1,285 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""The effects of data_inventory: asking the engine, walking volumes and host paths on disk, and
+looking for dump tools inside running database containers. The decisions are in _inventory.py.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
+    DUMP_TOOLS,
+    bind_kind,
+)
+
+# Only this deep are on-disk markers (PG_VERSION, WiredTiger ...) looked for, and only this deep
+# is the tree walked when sizes are not wanted.
+MARKER_DEPTH = 3
+# Without sizes, the marker walk stops after this many entries so that it stays quick.
+SHALLOW_ENTRY_LIMIT = 20000
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+SQLITE_READ_LIMIT = 50
+SECRET_SUFFIXES = (".key", ".pem", ".crt", ".p12", ".pfx")
+SECRET_NAMES = ("acme.json", "id_rsa", "id_ecdsa", "id_ed25519", "htpasswd", ".htpasswd")
+LIST_LIMIT = 20
+_MYSQL_FILES = frozenset(("ibdata1", "ib_logfile0", "mysql.ibd", "aria_log_control",
+                          "ib_buffer_pool", "ibtmp1", "undo_001"))
+
+
+def _empty_scan() -> dict[str, Any]:
+    return {"exists": False, "type": None, "readable": None, "has_data": False,
+            "size_bytes": None, "file_count": None, "markers": {}, "secret_files": [],
+            "sockets": [], "error": None}
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+def path_type(path: str) -> tuple[bool, str | None]:
+    """(exists, type) of PATH; a symlink is followed once, as the engine does for a bind source."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False, None
+    except OSError:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False, None
+    return True, _file_type(st.st_mode)
+
+
+def _is_sqlite(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _dir_markers(names: set[str], dirs: set[str], rel: str, markers: dict[str, str]) -> None:
+    place = rel or "."
+    if "PG_VERSION" in names and "postgres" not in markers:
+        markers["postgres"] = place
+    if "mysql" in dirs and names & _MYSQL_FILES:
+        engine = "mariadb" if "aria_log_control" in names else "mysql"
+        markers.setdefault(engine, place)
+    if "redis" not in markers and ("dump.rdb" in names or any(n.startswith("appendonly") for n in names)):
+        markers["redis"] = place
+    if "mongodb" not in markers and ("mongod.lock" in names or any(n.startswith("WiredTiger") for n in names)):
+        markers["mongodb"] = place
+
+
+def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
+    """What PATH holds: size (apparent, st_size of regular files, hard links counted once) and
+    file count when MEASURE, markers of database engines, key files at the top level, sockets.
+
+    Never follows symlinks below PATH. Without MEASURE only the top MARKER_DEPTH levels are read.
+    """
+    scan = _empty_scan()
+    exists, ftype = path_type(path)
+    scan["exists"] = exists
+    scan["type"] = ftype
+    if not exists:
+        return scan
+    base = posixpath.basename(path.rstrip("/"))
+    if ftype == "file":
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            scan.update(readable=False, error=exc.strerror or str(exc))
+            return scan
+        scan.update(readable=os.access(path, os.R_OK), has_data=st.st_size > 0)
+        if measure:
+            scan.update(size_bytes=st.st_size, file_count=1)
+        if base.lower().endswith(SECRET_SUFFIXES) or base in SECRET_NAMES:
+            scan["secret_files"] = [base]
+        if base.lower().endswith(SQLITE_SUFFIXES) and _is_sqlite(path):
+            scan["markers"]["sqlite"] = base
+        return scan
+    if ftype != "dir":
+        return scan
+
+    size = 0
+    count = 0
+    seen: set[tuple[int, int]] = set()
+    entries = 0
+    sqlite_reads = 0
+    stack: list[tuple[str, str, int]] = [(path, "", 0)]
+    first = True
+    while stack:
+        dirpath, rel, depth = stack.pop()
+        try:
+            iterator = os.scandir(dirpath)
+        except OSError as exc:
+            if first:
+                scan.update(readable=False, error=exc.strerror or str(exc), has_data=None)
+                return scan
+            scan["error"] = scan["error"] or f"{dirpath}: {exc.strerror or exc}"
+            continue
+        if first:
+            scan["readable"] = True
+            first = False
+        names: set[str] = set()
+        dirs: set[str] = set()
+        with iterator:
+            for entry in iterator:
+                entries += 1
+                name = entry.name
+                child_rel = f"{rel}/{name}" if rel else name
+                if depth == 0:
+                    scan["has_data"] = True
+                if depth < MARKER_DEPTH:
+                    names.add(name)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.add(name)
+                        if measure or depth + 1 < MARKER_DEPTH:
+                            stack.append((entry.path, child_rel, depth + 1))
+                        continue
+                    if entry.is_file(follow_symlinks=False):
+                        count += 1
+                        if measure:
+                            st = entry.stat(follow_symlinks=False)
+                            if st.st_nlink > 1:
+                                ident = (st.st_dev, st.st_ino)
+                                if ident in seen:
+                                    continue
+                                seen.add(ident)
+                            size += st.st_size
+                        if depth == 0 and (name.lower().endswith(SECRET_SUFFIXES) or name in SECRET_NAMES):
+                            if len(scan["secret_files"]) < LIST_LIMIT:
+                                scan["secret_files"].append(name)
+                        if (depth < MARKER_DEPTH and "sqlite" not in scan["markers"]
+                                and name.lower().endswith(SQLITE_SUFFIXES)
+                                and sqlite_reads < SQLITE_READ_LIMIT):
+                            sqlite_reads += 1
+                            if _is_sqlite(entry.path):
+                                scan["markers"]["sqlite"] = child_rel
+                        continue
+                    if entry.is_symlink():
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISSOCK(st.st_mode) and len(scan["sockets"]) < LIST_LIMIT:
+                        scan["sockets"].append(child_rel)
+                except OSError:
+                    continue
+        if depth < MARKER_DEPTH:
+            _dir_markers(names, dirs, rel, scan["markers"])
+        if not measure and entries > SHALLOW_ENTRY_LIMIT:
+            break
+    if measure:
+        scan["size_bytes"] = size
+        scan["file_count"] = count
+    scan["secret_files"].sort()
+    scan["sockets"].sort()
+    return scan
+
+
+def volume_data_path(volume: dict[str, Any]) -> str | None:
+    """Where a volume's files are on this host: its mountpoint, or the device of a local bind volume
+    (the local driver mounts that only while a container uses the volume)."""
+    options = volume.get("Options") or {}
+    device = options.get("device")
+    if (volume.get("Driver") or "local") == "local" and device and device.startswith("/") \
+            and "bind" in (options.get("o") or "").split(","):
+        return device
+    return volume.get("Mountpoint")
+
+
+def read_engine(client) -> dict[str, Any]:
+    """Containers (inspected), volumes, networks, images and the host name, as the API gives them."""
+    from docker.errors import NotFound  # type: ignore[import-not-found]
+
+    api = client.api
+    containers = []
+    for summary in api.containers(all=True):
+        try:
+            containers.append(api.inspect_container(summary["Id"]))
+        except NotFound:
+            continue  # removed while we looked
+    volumes = (api.volumes() or {}).get("Volumes") or []
+    networks = api.networks()
+    images = api.images()
+    info = api.info()
+    return {"containers": containers, "volumes": volumes, "networks": networks,
+            "images": images, "host": info.get("Name") or ""}
+
+
+def scan_all(raw: dict[str, Any], measure: bool) -> dict[str, dict[str, Any]]:
+    """Scans keyed by unit id (volume:NAME, path:/P) for every volume and bind-mounted host path.
+
+    Sockets and system paths (/proc, /sys, /dev ...) are only looked at, never walked.
+    """
+    scans: dict[str, dict[str, Any]] = {}
+    for volume in raw.get("volumes") or []:
+        where = volume_data_path(volume)
+        if not where:
+            continue
+        scans[f"volume:{volume.get('Name')}"] = scan_path(where, measure)
+    for attrs in raw.get("containers") or []:
+        for mount in attrs.get("Mounts") or []:
+            if mount.get("Type") != "bind" or not mount.get("Source"):
+                continue
+            path = posixpath.normpath(mount["Source"])
+            key = f"path:{path}"
+            if key in scans:
+                continue
+            exists, ftype = path_type(path)
+            if bind_kind(path, ftype) != "data":
+                scan = _empty_scan()
+                scan.update(exists=exists, type=ftype)
+                scans[key] = scan
+            else:
+                scans[key] = scan_path(path, measure)
+    return scans
+
+
+def probe_dump_tools(client, candidates: dict[str, str], raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each running database container NAME: {engine, tool (name or None), error (or None)}.
+
+    Runs `sh -c 'command -v TOOL || ...'` inside the container: the only way to know whether the
+    image carries the dump tool.
+    """
+    from docker.errors import APIError  # type: ignore[import-not-found]
+
+    ids = {(a.get("Name") or "").lstrip("/"): a.get("Id") for a in raw.get("containers") or []}
+    result: dict[str, dict[str, Any]] = {}
+    for name, engine in sorted(candidates.items()):
+        tools = DUMP_TOOLS.get(engine, ())
+        entry: dict[str, Any] = {"engine": engine, "tool": None, "error": None}
+        result[name] = entry
+        if not tools or name not in ids:
+            continue
+        script = " || ".join(f"command -v {tool}" for tool in tools)
+        try:
+            exec_id = client.api.exec_create(ids[name], ["sh", "-c", script], stdout=True,
+                                             stderr=True)
+            output = client.api.exec_start(exec_id)
+            code = client.api.exec_inspect(exec_id).get("ExitCode")
+        except APIError as exc:
+            entry["error"] = f"could not look inside the container: {exc.explanation or exc}"
+            continue
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        if code == 0 and text.strip():
+            entry["tool"] = posixpath.basename(text.strip().splitlines()[0].strip())
+        elif "executable file not found" in text or "no such file" in text.lower():
+            entry["error"] = "the container has no shell (sh) to look for " + "/".join(tools)
+    return result

@@ -1,0 +1,276 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""The storage-concept document: Markdown rendered from a data_inventory result.
+
+render() is pure: the same inventory gives the same bytes (stable order, no timestamps, no
+container ids), so a second run changes nothing and a diff shows real drift. write_atomic()
+puts the file in place without a window where it is half written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
+    ENGINE_TITLES,
+    STRATEGIES,
+    size_class,
+)
+
+STRATEGY_MEANING = {
+    "dump": "the database dumps itself while it runs",
+    "stop": "the containers are stopped, the files copied, the containers started again",
+    "pause": "the containers are paused (frozen) while the files are copied",
+    "live": "the files are copied as they are: nothing writes to them",
+    "skip": "not captured",
+}
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "-"
+
+
+def _code(value: str) -> str:
+    return f"`{value}`" if "`" not in value else value
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for dummy in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return lines
+
+
+def _uses(users: list[dict[str, Any]]) -> str:
+    if not users:
+        return "nobody"
+    return "; ".join(f"{u['container']}: {u['destination']} ({'rw' if u['rw'] else 'ro'})"
+                     for u in users)
+
+
+def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False) -> str:
+    """The storage-concept Markdown for INVENTORY (a data_inventory result)."""
+    containers = inventory.get("containers") or []
+    volumes = inventory.get("volumes") or []
+    binds = inventory.get("binds") or []
+    units = inventory.get("units") or []
+    findings = inventory.get("findings") or []
+    undeclared = inventory.get("undeclared") or []
+    out: list[str] = []
+    out.append(f"# Storage concept of {host}" if host else "# Storage concept")
+    out.append("")
+    out.append("Written by `lifeboat.docker.data_inventory` from the live state of this Docker "
+               "host. Do not edit it by hand: change the lifeboat policy or the `lifeboat.*` "
+               "labels and run the inventory again. A diff of this file shows drift.")
+    out.append("")
+
+    # Summary ---------------------------------------------------------------------------------
+    running = sum(1 for c in containers if c.get("state") == "running")
+    by_strategy = {s: sum(1 for u in units if u["strategy"] == s) for s in STRATEGIES}
+    warnings = [f for f in findings if f.get("severity") == "warning"]
+    out.append("## Summary")
+    out.append("")
+    out.append(f"- Containers: {len(containers)} ({running} running)")
+    out.append(f"- Volumes: {len(volumes)} ({sum(1 for v in volumes if v.get('anonymous'))} "
+               f"anonymous, {sum(1 for v in volumes if v.get('unused'))} unused)")
+    kinds = {k: sum(1 for b in binds if b.get("kind") == k) for k in ("data", "socket", "system")}
+    out.append(f"- Bind-mounted host paths: {len(binds)} ({kinds['data']} data, "
+               f"{kinds['socket']} sockets, {kinds['system']} system)")
+    out.append(f"- Backup units: {len(units)} ("
+               + ", ".join(f"{by_strategy[s]} {s}" for s in STRATEGIES) + ")")
+    out.append(f"- Confidential units: {sum(1 for u in units if u.get('confidential'))}")
+    if policy_given:
+        out.append(f"- Undeclared (holding data, not in the policy): {len(undeclared)}")
+    else:
+        out.append("- Undeclared: not checked (no policy given)")
+    out.append(f"- Warnings: {len(warnings)}")
+    out.append("")
+    out.append("Sizes are order-of-magnitude classes, so that growing data does not change this "
+               "document; the module's result has them in bytes.")
+    out.append("")
+
+    # Plan ------------------------------------------------------------------------------------
+    out.append("## Backup plan")
+    out.append("")
+    out.append("What is captured, how and why. Strategies: "
+               + "; ".join(f"**{s}**: {STRATEGY_MEANING[s]}" for s in STRATEGIES) + ".")
+    out.append("")
+    if units:
+        out.extend(_table(
+            ["Unit", "Strategy", "Engine", "Quiesce (stop order)", "Order", "Confidential",
+             "Declared", "Reason"],
+            [[_code(u["id"]), u["strategy"],
+              ENGINE_TITLES.get(u["engine"], u["engine"]) if u["engine"] != "none" else "-",
+              ", ".join(u.get("containers") or []) or "-",
+              "-" if u.get("order") is None else u["order"],
+              "yes" if u.get("confidential") else "no",
+              "yes" if u.get("declared") else "no", u.get("reason")] for u in units]))
+    else:
+        out.append("Nothing to capture: this host has no volumes and no bind-mounted data.")
+    out.append("")
+
+    # Host paths ------------------------------------------------------------------------------
+    out.append("## Host paths")
+    out.append("")
+    if binds:
+        out.extend(_table(
+            ["Path", "Kind", "Exists", "Size", "Confidential", "Used by"],
+            [[_code(b["source"]), b.get("kind"),
+              {True: "yes", False: "no"}.get(b.get("exists"), "-"),
+              size_class(b.get("size_bytes")) if b.get("kind") == "data" else "-",
+              "yes" if b.get("confidential") else "no", _uses(b.get("used_by") or [])]
+             for b in binds]))
+    else:
+        out.append("No container bind-mounts a host path.")
+    out.append("")
+
+    # Volumes ---------------------------------------------------------------------------------
+    out.append("## Volumes")
+    out.append("")
+    if volumes:
+        out.extend(_table(
+            ["Volume", "Driver", "Anonymous", "Size", "Used by"],
+            [[_code(v["name"]), v.get("driver"), "yes" if v.get("anonymous") else "no",
+              size_class(v.get("size_bytes")), _uses(v.get("used_by") or [])] for v in volumes]))
+    else:
+        out.append("No volumes.")
+    out.append("")
+
+    # Containers ------------------------------------------------------------------------------
+    out.append("## Containers")
+    out.append("")
+    if containers:
+        out.extend(_table(
+            ["Container", "Image", "State", "Restart", "Compose / swarm"],
+            [[c["name"], (c.get("image") or {}).get("name"), c.get("state"),
+              c.get("restart_policy"), _project(c)] for c in containers]))
+    else:
+        out.append("No containers.")
+    out.append("")
+
+    # Confidential ----------------------------------------------------------------------------
+    out.append("## Confidential data")
+    out.append("")
+    secret = [u for u in units if u.get("confidential")]
+    if secret:
+        out.append("Certificates, keys and secrets: keep their backups encrypted and restrict who "
+                   "may restore them.")
+        out.append("")
+        for unit in secret:
+            why = unit.get("confidential_reason") or "marked confidential"
+            out.append(f"- {_code(unit['id'])}: {why}")
+    else:
+        out.append("Nothing found that looks like certificates, keys or secrets.")
+    out.append("")
+
+    # Not captured ----------------------------------------------------------------------------
+    out.append("## Not captured, and why")
+    out.append("")
+    lines = []
+    for bind in binds:
+        if bind.get("kind") == "socket":
+            lines.append(f"- {_code(bind['source'])} (socket, used by "
+                         f"{', '.join(sorted({u['container'] for u in bind.get('used_by') or []}))}): "
+                         "sockets are never captured")
+        elif bind.get("kind") == "system":
+            lines.append(f"- {_code(bind['source'])} (system path, used by "
+                         f"{', '.join(sorted({u['container'] for u in bind.get('used_by') or []}))}): "
+                         "kernel, device and runtime paths are never captured")
+    for unit in units:
+        if unit["strategy"] == "skip":
+            lines.append(f"- {_code(unit['id'])}: {unit.get('reason')}")
+    for unit in units:
+        if unit.get("exclude") and unit["strategy"] != "skip":
+            lines.append(f"- inside {_code(unit['id'])}: "
+                         + ", ".join(_code(p) for p in unit["exclude"])
+                         + " (excluded by policy, label, or because they are sockets)")
+    out.extend(lines or ["Everything found is captured."])
+    out.append("")
+
+    # Undeclared ------------------------------------------------------------------------------
+    out.append("## Undeclared")
+    out.append("")
+    if not policy_given:
+        out.append("No policy was given, so nothing is checked against a declaration.")
+    elif undeclared:
+        out.append("These hold data but the policy does not mention them: declare them (with "
+                   "strategy skip if they need no backup).")
+        out.append("")
+        for item in undeclared:
+            size = f" ({size_class(item['size_bytes'])})" if item.get("size_bytes") is not None else ""
+            out.append(f"- {_code(item['id'])}{size}")
+    else:
+        out.append("Nothing: every volume and host path that holds data is declared in the policy.")
+    out.append("")
+
+    # Findings --------------------------------------------------------------------------------
+    out.append("## Findings")
+    out.append("")
+    if findings:
+        out.extend(_table(["Severity", "Code", "Subject", "Message"],
+                          [[f["severity"], f["code"], f["subject"], f["message"]] for f in findings]))
+    else:
+        out.append("None.")
+    out.append("")
+    return "\n".join(out)
+
+
+def _project(container: dict[str, Any]) -> str:
+    compose = container.get("compose") or {}
+    swarm = container.get("swarm") or {}
+    if compose:
+        text = f"compose {compose.get('project')}/{compose.get('service')}"
+        if compose.get("depends_on"):
+            text += " (depends on " + ", ".join(compose["depends_on"]) + ")"
+        return text
+    if swarm:
+        return f"swarm {swarm.get('stack') or '-'}/{swarm.get('service')}"
+    return "-"
+
+
+def read_text(path: str) -> str | None:
+    """The current content of PATH, or None when there is no such file."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def write_atomic(path: str, text: str, default_mode: int = 0o644) -> None:
+    """Write TEXT to PATH through a temporary file beside it and a rename.
+
+    A new file gets DEFAULT_MODE; an existing one keeps its mode (and its owner, when run as
+    root). Missing parent directories are created with mode 0755.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    try:
+        current = os.stat(path)
+        mode = stat.S_IMODE(current.st_mode)
+        owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
+    except FileNotFoundError:
+        mode, owner = default_mode, None
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if owner is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
+            os.chown(tmp, owner[0], owner[1])
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
