@@ -17,6 +17,8 @@ from typing import Any
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
     DUMP_TOOLS,
     bind_kind,
+    build_inventory,
+    database_candidates,
 )
 
 # Only this deep are on-disk markers (PG_VERSION, WiredTiger ...) looked for, and only this deep
@@ -283,3 +285,15 @@ def probe_dump_tools(client, candidates: dict[str, str], raw: dict[str, Any]) ->
         elif "executable file not found" in text or "no such file" in text.lower():
             entry["error"] = "the container has no shell (sh) to look for " + "/".join(tools)
     return result
+
+
+def live_plan(client, policy: dict[str, dict[str, Any]] | None = None,
+              measure: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw engine state, inventory with its units) of this host, as data_inventory plans it.
+
+    The modules that act on units (snapshot, restore) use it to resolve unit ids and shorthands.
+    """
+    raw = read_engine(client)
+    scans = scan_all(raw, measure=measure)
+    tools = probe_dump_tools(client, database_candidates(raw, scans, policy), raw)
+    return raw, build_inventory(raw, scans, policy, tools, include_sizes=measure, undeclared="ignore")

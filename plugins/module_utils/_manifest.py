@@ -1,0 +1,185 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Pure logic of the repository format: names, snapshot ids, manifests (no I/O here).
+
+The format is documented in docs/repository-format.md; FORMAT_VERSION changes with it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import secrets
+from typing import Any
+
+FORMAT_VERSION = 1
+MARKER_KEY = "lifeboat-repository.json"
+MARKER_FORMAT = "lifeboat-repository"
+MANIFEST_FORMAT = "lifeboat-snapshot"
+SNAPSHOTS_PREFIX = "snapshots/"
+OBJECTS_PREFIX = "objects/"
+
+_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([a-z0-9][a-z0-9-]{0,62})-([0-9a-f]{6})$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FormatError(Exception):
+    """Repository content that does not follow the format; the message names it."""
+
+
+def marker(created: str) -> dict[str, Any]:
+    return {"format": MARKER_FORMAT, "version": FORMAT_VERSION, "created": created,
+            "objects": "sha256 of the stored bytes, objects/XX/SHA256",
+            "manifests": "snapshots/ID.json, written last"}
+
+
+def check_marker(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise FormatError(f"{where}/{MARKER_KEY} is not JSON: this is not a lifeboat repository, or it is damaged") from None
+    if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT:
+        raise FormatError(f"{where} is not a lifeboat repository ({MARKER_KEY} has another format)")
+    version = doc.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FormatError(f"{where} uses repository format {version!r}; this lifeboat.docker reads up to "
+                          f"{FORMAT_VERSION}: upgrade the collection")
+    return doc
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def iso(ts: _dt.datetime) -> str:
+    return ts.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> _dt.datetime:
+    text = text.replace("Z", "+00:00")
+    return _dt.datetime.fromisoformat(text)
+
+
+def safe_host(host: str) -> str:
+    """A host name as it appears in snapshot ids: lower case letters, digits and '-'."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")
+    return (cleaned or "host")[:63]
+
+
+def new_snapshot_id(host: str, when: _dt.datetime | None = None, suffix: str | None = None) -> str:
+    """UTC time + host + a short random suffix: safe in file names, URLs and REST routes."""
+    when = when or utc_now()
+    stamp = when.astimezone(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{safe_host(host)}-{suffix or secrets.token_hex(3)}"
+
+
+def parse_snapshot_id(snapshot_id: str) -> tuple[_dt.datetime, str]:
+    match = _ID_RE.match(snapshot_id)
+    if not match:
+        raise FormatError(f"{snapshot_id!r} is not a snapshot id (expected YYYYMMDDTHHMMSSZ-HOST-XXXXXX)")
+    when = _dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+    return when, match.group(2)
+
+
+def is_snapshot_id(text: str) -> bool:
+    return bool(_ID_RE.match(text))
+
+
+def manifest_key(snapshot_id: str) -> str:
+    parse_snapshot_id(snapshot_id)
+    return f"{SNAPSHOTS_PREFIX}{snapshot_id}.json"
+
+
+def object_key(sha256: str) -> str:
+    if not _SHA_RE.match(sha256):
+        raise FormatError(f"{sha256!r} is not a sha256 object name")
+    return f"{OBJECTS_PREFIX}{sha256[:2]}/{sha256}"
+
+
+def snapshot_id_from_key(key: str) -> str | None:
+    if not key.startswith(SNAPSHOTS_PREFIX) or not key.endswith(".json"):
+        return None
+    candidate = key[len(SNAPSHOTS_PREFIX):-len(".json")]
+    return candidate if is_snapshot_id(candidate) else None
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
+
+
+def decode_manifest(data: bytes, key: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise FormatError(f"manifest {key} is not valid JSON: it is damaged") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise FormatError(f"{key} is not a lifeboat snapshot manifest")
+    if not isinstance(doc.get("version"), int) or doc["version"] > FORMAT_VERSION:
+        raise FormatError(f"manifest {key} has format version {doc.get('version')!r}; this lifeboat.docker "
+                          f"reads up to {FORMAT_VERSION}: upgrade the collection")
+    for field in ("id", "host", "time", "units"):
+        if field not in doc:
+            raise FormatError(f"manifest {key} lacks '{field}': it is damaged")
+    return doc
+
+
+def objects_of(manifest: dict[str, Any]) -> list[str]:
+    """Every object (sha256) a manifest refers to."""
+    out = []
+    for unit in manifest.get("units", []):
+        for ref in ("object", "index"):
+            sha = (unit.get(ref) or {}).get("sha256")
+            if sha:
+                out.append(sha)
+    return out
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What snapshot_info lists for a snapshot."""
+    units = manifest.get("units", [])
+    return {
+        "id": manifest["id"],
+        "time": manifest["time"],
+        "host": manifest["host"],
+        "tags": manifest.get("tags", []),
+        "units": [u["id"] for u in units],
+        "bytes": sum(u.get("bytes", 0) for u in units),
+        "stored_bytes": sum((u.get("object") or {}).get("size", 0) for u in units),
+        "files": sum(u.get("files", 0) for u in units),
+    }
+
+
+def select(manifests: list[dict[str, Any]], host: str | None = None, unit: str | None = None,
+           tag: str | None = None, newest: int | None = None) -> list[dict[str, Any]]:
+    """Filter manifests (oldest first in, newest first out)."""
+    out = []
+    for man in manifests:
+        if host and man.get("host") != host:
+            continue
+        if unit and not any(u["id"] == unit or u.get("source", {}).get("name") == unit for u in man.get("units", [])):
+            continue
+        if tag and tag not in man.get("tags", []):
+            continue
+        out.append(man)
+    out.sort(key=lambda m: (m["time"], m["id"]), reverse=True)
+    if newest is not None:
+        out = out[:newest]
+    return out
+
+
+def find_unit(manifest: dict[str, Any], wanted: str) -> dict[str, Any]:
+    """A unit of a manifest by id (volume:NAME, path:/P, db:C) or by bare volume name / path."""
+    units = manifest.get("units", [])
+    for unit in units:
+        if unit["id"] == wanted:
+            return unit
+    for unit in units:
+        src = unit.get("source", {})
+        if wanted in (src.get("name"), src.get("path")):
+            return unit
+    known = ", ".join(u["id"] for u in units) or "none"
+    raise FormatError(f"snapshot {manifest['id']} has no unit {wanted!r}; its units: {known}")

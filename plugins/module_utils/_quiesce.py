@@ -1,0 +1,218 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Stopping containers for a capture, and never leaving them stopped.
+
+Before a container is stopped, the journal on the host records it (written and fsynced first).
+The containers are started again in a `finally` as soon as the capture is done. If the process
+dies anyway (SIGKILL, a crash, the host losing power), the next run of any lifeboat module calls
+repair(): journals of processes that are gone are replayed (their containers started again or
+unpaused) and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import time
+from typing import Any
+
+STATE_DIR_ENV = "LIFEBOAT_STATE_DIR"
+DEFAULT_STATE_DIR = "/var/lib/lifeboat"
+
+
+def state_dir() -> str:
+    return os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+
+
+def journal_dir() -> str:
+    return os.path.join(state_dir(), "journal")
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    fields = data[data.rfind(b")") + 2:].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _write_atomic(path: str, doc: dict[str, Any]) -> None:
+    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """What this process has stopped or paused and not yet started again."""
+
+    def __init__(self, operation: str) -> None:
+        os.makedirs(journal_dir(), mode=0o700, exist_ok=True)
+        self.pid = os.getpid()
+        self.path = os.path.join(journal_dir(), f"{self.pid}-{secrets.token_hex(4)}.json")
+        self.doc: dict[str, Any] = {
+            "pid": self.pid, "process_start": process_start(self.pid), "operation": operation,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "containers": [],
+        }
+
+    def record(self, container_id: str, name: str, action: str) -> None:
+        self.doc["containers"].append({"id": container_id, "name": name, "action": action})
+        _write_atomic(self.path, self.doc)
+
+    def done(self, container_id: str) -> None:
+        self.doc["containers"] = [c for c in self.doc["containers"] if c["id"] != container_id]
+        if self.doc["containers"]:
+            _write_atomic(self.path, self.doc)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def repair(client) -> list[dict[str, Any]]:
+    """Replay the journals of dead processes: start / unpause what they left quiesced."""
+    from docker.errors import NotFound  # type: ignore[import-not-found]
+
+    repaired: list[dict[str, Any]] = []
+    jdir = journal_dir()
+    if not os.path.isdir(jdir):
+        return repaired
+    for name in sorted(os.listdir(jdir)):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(jdir, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        pid = doc.get("pid")
+        if isinstance(pid, int) and process_start(pid) is not None and process_start(pid) == doc.get("process_start"):
+            continue  # its process still runs: it will start its containers itself
+        pending = []
+        # Start in reverse of the stop order: dependencies first.
+        for entry in reversed(doc.get("containers", [])):
+            outcome = {"container": entry.get("name"), "id": entry.get("id"), "action": entry.get("action"),
+                       "operation": doc.get("operation"), "journal_pid": pid}
+            try:
+                container = client.containers.get(entry["id"])
+                if entry["action"] == "pause" and container.status == "paused":
+                    container.unpause()
+                    outcome["result"] = "unpaused"
+                elif entry["action"] == "stop" and container.status not in ("running", "restarting"):
+                    container.start()
+                    outcome["result"] = "started"
+                else:
+                    outcome["result"] = f"already {container.status}"
+            except NotFound:
+                outcome["result"] = "gone (the container no longer exists)"
+            except Exception as exc:  # pylint: disable=broad-except
+                outcome["result"] = f"failed: {exc}"
+                pending.append(entry)
+            repaired.append(outcome)
+        if pending:
+            doc["containers"] = list(reversed(pending))
+            _write_atomic(path, doc)
+        else:
+            os.unlink(path)
+    return repaired
+
+
+class Quiesced:
+    """Context manager: stop (or pause) containers in the given order, restore in reverse.
+
+    Containers that are not running are left alone. `downtime` maps container name to the
+    seconds it was stopped; `start_failures` lists the containers that did not come back (the
+    caller reports them as failed units after all others were started).
+    """
+
+    def __init__(self, client, names: list[str], journal: Journal, action: str = "stop",
+                 stop_timeout: int = 30) -> None:
+        if action not in ("stop", "pause"):
+            raise ValueError(f"unknown quiesce action {action!r}")
+        self.client = client
+        self.names = names
+        self.journal = journal
+        self.action = action
+        self.stop_timeout = stop_timeout
+        self.quiesced: list[tuple[Any, float]] = []
+        self.downtime: dict[str, float] = {}
+        self.start_failures: list[dict[str, str]] = []
+
+    def __enter__(self) -> "Quiesced":
+        try:
+            for name in self.names:
+                container = self.client.containers.get(name)
+                if self.action == "stop" and container.status not in ("running", "restarting", "paused"):
+                    continue
+                if self.action == "pause" and container.status != "running":
+                    continue
+                self.journal.record(container.id, container.name, self.action)
+                started = time.monotonic()
+                if self.action == "stop":
+                    container.stop(timeout=self.stop_timeout)
+                else:
+                    container.pause()
+                self.quiesced.append((container, started))
+        except BaseException:
+            self.resume()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        self.resume()
+        return False
+
+    def resume(self) -> None:
+        while self.quiesced:
+            container, started = self.quiesced.pop()
+            try:
+                if self.action == "stop":
+                    container.start()
+                else:
+                    container.unpause()
+                self.journal.done(container.id)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.start_failures.append({"container": container.name, "error": str(exc)})
+            self.downtime[container.name] = round(time.monotonic() - started, 3)
+
+
+class TerminationGuard:
+    """Turn SIGTERM/SIGHUP into SystemExit for the duration, so `finally` blocks run."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> "TerminationGuard":
+        self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+
+        def handler(signum, _frame):
+            raise SystemExit(f"lifeboat: stopped by signal {signum}; containers are being started again")
+
+        for sig in self.SIGNALS:
+            signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+        return False

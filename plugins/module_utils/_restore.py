@@ -1,0 +1,234 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Putting a unit back: nothing existing is touched until the new copy is proven.
+
+1. The object is extracted into a staging directory beside the target (same filesystem), through
+   the tar checker, its sha256 checked on the way.
+2. The staged tree is compared with the unit's index (names, kinds, sizes, modes, owners, mtimes).
+3. Only then: the containers using the target are stopped (journalled), the old content is
+   renamed aside (a volume NAME.pre-restore-TIME, or PATH.pre-restore-TIME), the staged tree is
+   renamed into place, and the containers are started again.
+Any failure before step 3 removes the staging directory and leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import secrets
+import shutil
+import time
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
+    compare_index,
+    decompress_bytes,
+    extract,
+    walk,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+
+LABEL_PRE_RESTORE = "lifeboat.pre-restore-of"
+
+
+class RestoreError(Exception):
+    """The restore cannot go on; nothing was changed unless the message says so."""
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _nonempty(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return any(True for _ in it)
+    except FileNotFoundError:
+        return False
+
+
+def users_of(raw: dict[str, Any], kind: str, target: str) -> list[dict[str, Any]]:
+    """Containers (name, state) that mount the target volume or host path."""
+    out = []
+    for attrs in raw.get("containers") or []:
+        for mount in attrs.get("Mounts") or []:
+            if (kind == "volume" and mount.get("Type") == "volume" and mount.get("Name") == target) or \
+               (kind == "path" and mount.get("Type") == "bind" and posixpath.normpath(mount.get("Source") or "") == target):
+                out.append({"name": (attrs.get("Name") or "").lstrip("/"),
+                            "state": (attrs.get("State") or {}).get("Status")})
+                break
+    return sorted(out, key=lambda c: c["name"])
+
+
+def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str | None,
+                 target_path: str | None) -> dict[str, Any]:
+    """Where the unit goes and what is there now (reads only)."""
+    if target_volume and target_path:
+        raise RestoreError("give target_volume or target_path, not both")
+    if unit.get("kind") not in ("volume", "path") or not unit.get("object"):
+        raise RestoreError(f"unit {unit['id']} holds no captured data to restore (strategy {unit.get('strategy')})")
+    source = unit["source"]
+    if target_path:
+        kind, target = "path", target_path
+    elif target_volume:
+        kind, target = "volume", target_volume
+    elif source["type"] == "volume":
+        kind, target = "volume", source["name"]
+    else:
+        kind, target = "path", source["path"]
+    plan: dict[str, Any] = {"kind": kind, "target": target, "exists": False, "nonempty": False,
+                            "create_volume": False, "data_dir": None}
+    if kind == "path":
+        if not target.startswith("/"):
+            raise RestoreError(f"target_path {target!r} is not absolute")
+        target = plan["target"] = posixpath.normpath(target)
+        if target == "/" or target.startswith(("/proc", "/sys", "/dev")):
+            raise RestoreError(f"refusing to restore over {target}")
+        if os.path.lexists(target) and (os.path.islink(target) or not os.path.isdir(target)):
+            raise RestoreError(f"target path {target} exists and is not a directory: move it away first")
+        plan["exists"] = os.path.isdir(target)
+        plan["nonempty"] = _nonempty(target)
+        plan["data_dir"] = target
+    else:
+        volume = next((v for v in raw.get("volumes") or [] if v.get("Name") == target), None)
+        if volume is None:
+            recorded = source if source.get("type") == "volume" else {"driver": "local", "driver_options": {}, "labels": {}}
+            if (recorded.get("driver") or "local") != "local" or recorded.get("driver_options"):
+                raise RestoreError(f"volume {target} would need driver {recorded.get('driver')} with options "
+                                   f"{sorted(recorded.get('driver_options') or {})}: lifeboat restores into plain "
+                                   "local volumes; create the volume yourself and restore its backing path")
+            plan.update(create_volume=True, driver="local", labels=recorded.get("labels") or {})
+        else:
+            where = volume_data_path(volume)
+            if (volume.get("Driver") or "local") != "local" or (volume.get("Options") and where == volume.get("Mountpoint")):
+                raise RestoreError(f"volume {target} uses driver {volume.get('Driver')} with options: lifeboat "
+                                   "restores into plain local volumes")
+            # A local volume bound to a host directory (device=..., o=bind) is swapped like a path.
+            plan.update(exists=True, data_dir=where, nonempty=_nonempty(where),
+                        bind_volume=where != volume.get("Mountpoint"))
+    plan["users"] = users_of(raw, kind, target)
+    return plan
+
+
+def unit_index(repo, unit: dict[str, Any]) -> bytes:
+    with repo.open_object(unit["index"]["sha256"]) as fh:
+        data = fh.read()
+    import hashlib
+
+    if hashlib.sha256(data).hexdigest() != unit["index"]["sha256"]:
+        raise RestoreError(f"the index object of {unit['id']} is damaged (sha256 mismatch): restore from another snapshot")
+    return decompress_bytes(data)
+
+
+def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, allow_devices: bool) -> dict[str, Any]:
+    """Extract the unit into the (empty) staging directory and prove it; raises on any doubt."""
+    sha = unit["object"]["sha256"]
+    if not repo.has_object(sha):
+        raise RestoreError(f"object {sha} of {unit['id']} is missing from the repository")
+    size = repo.object_size(sha)
+    if size != unit["object"]["size"]:
+        raise RestoreError(f"object {sha} of {unit['id']} has {size} bytes, the manifest says {unit['object']['size']}: "
+                           "it is damaged or incomplete; restore from another snapshot")
+    with repo.open_object(sha) as reader:
+        info = extract(reader, staging, sha, allow_devices=allow_devices)
+    problems: list[str] = []
+    if verify:
+        problems = compare_index(unit_index(repo, unit), walk(staging, unit.get("excludes") or []).index_bytes())
+        if problems:
+            raise RestoreError(f"the extracted copy of {unit['id']} differs from the manifest: {'; '.join(problems)}")
+    info["verified"] = verify
+    return info
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RestoreRun:
+    def __init__(self, client, repo, raw: dict[str, Any], stop_timeout: int = 30) -> None:
+        self.client = client
+        self.repo = repo
+        self.raw = raw
+        self.stop_timeout = stop_timeout
+
+    def _create_volume(self, name: str, labels: dict[str, str]) -> str:
+        volume = self.client.volumes.create(name=name, driver="local", labels=labels or None)
+        volume.reload()
+        return volume.attrs["Mountpoint"]
+
+    def run(self, manifest: dict[str, Any], unit: dict[str, Any], plan: dict[str, Any], force: bool,
+            verify: bool, allow_devices: bool) -> dict[str, Any]:
+        started = time.monotonic()
+        if plan["nonempty"] and not force:
+            raise RestoreError(f"the target {plan['kind']} {plan['target']} is not empty: set force: true to replace "
+                               "its content (the current content is kept aside, not deleted)")
+        result: dict[str, Any] = {"snapshot_id": manifest["id"], "unit": unit["id"], "target": plan["target"],
+                                  "target_type": plan["kind"], "created": False, "previous": None,
+                                  "downtime": {}, "files": unit.get("files"), "bytes": unit.get("bytes")}
+        if plan["create_volume"]:
+            plan["data_dir"] = self._create_volume(plan["target"], plan.get("labels") or {})
+            result["created"] = True
+        data_dir = plan["data_dir"]
+        parent = os.path.dirname(data_dir.rstrip("/"))
+        os.makedirs(parent, exist_ok=True)
+        staging = os.path.join(parent, f".lifeboat-restore-{secrets.token_hex(4)}")
+        os.mkdir(staging, 0o700)
+        try:
+            result.update(extract_verified(self.repo, unit, staging, verify, allow_devices))
+            to_stop = [u["name"] for u in plan["users"]]
+            journal = Journal(f"restore {unit['id']} from {manifest['id']}")
+            try:
+                with Quiesced(self.client, to_stop, journal, "stop", self.stop_timeout) as quiesce:
+                    result["previous"] = self._swap(plan, data_dir, staging)
+            finally:
+                journal.close()
+            result["downtime"] = dict(quiesce.downtime)
+            if quiesce.start_failures:
+                names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
+                raise RestoreError(f"restored, but these containers did not start again: {names}")
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    def _swap(self, plan: dict[str, Any], data_dir: str, staging: str) -> str | None:
+        """Old content aside (if any), staged tree into place; returns where the old content went."""
+        previous = None
+        if plan["kind"] == "volume" and not plan.get("bind_volume"):
+            if _nonempty(data_dir):
+                aside = f"{plan['target']}.pre-restore-{stamp()}"
+                labels = {LABEL_PRE_RESTORE: plan["target"]}
+                aside_dir = self._create_volume(aside, labels)
+                os.rmdir(aside_dir)
+                os.rename(data_dir, aside_dir)
+                previous = aside
+            else:
+                os.rmdir(data_dir)
+        else:
+            if os.path.isdir(data_dir):
+                if _nonempty(data_dir):
+                    aside = f"{data_dir}.pre-restore-{stamp()}"
+                    os.rename(data_dir, aside)
+                    previous = aside
+                else:
+                    os.rmdir(data_dir)
+        os.rename(staging, data_dir)
+        _fsync_dir(os.path.dirname(data_dir))
+        return previous
+
+
+def resolve_unit(manifest: dict[str, Any], wanted: str) -> dict[str, Any]:
+    try:
+        return mf.find_unit(manifest, wanted)
+    except mf.FormatError as exc:
+        raise RestoreError(str(exc)) from exc

@@ -1,0 +1,326 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Taking a snapshot: which units, from where, quiesced how; the manifest written last.
+
+select_units() and container_spec() are pure; SnapshotRun does the work (engine, tar, store).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
+    ArchiveError,
+    capture,
+    compress_bytes,
+    walk,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+
+STRATEGIES_AVAILABLE = ("stop", "live", "skip")
+UNIT_KEYS = ("id", "kind", "source", "strategy")
+
+
+class SelectionError(ValueError):
+    """The units asked for cannot be resolved; the message names them and what exists."""
+
+
+class UnitFailed(Exception):
+    """One unit could not be captured; the others go on."""
+
+
+def _norm_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SelectionError(f"path {path!r} is not absolute: give the full host path, e.g. /srv/data")
+    return posixpath.normpath(path)
+
+
+def select_units(plan: list[dict[str, Any]], units: list[Any] | None, volumes: list[str] | None,
+                 paths: list[str] | None, strategy: str | None) -> list[dict[str, Any]]:
+    """The units to capture, in a stable order, from the options of the snapshot module.
+
+    `units`: data_inventory's unit dicts (taken as they are) or unit ids (looked up in PLAN, the
+    live plan of this host). `volumes` / `paths`: shorthands for volume:NAME / path:/P units;
+    `strategy` overrides the planned strategy of the shorthands. A host path no container mounts
+    is not in the plan: it becomes a unit of its own (strategy live unless given).
+    """
+    by_id = {u["id"]: u for u in plan}
+    chosen: dict[str, dict[str, Any]] = {}
+    unknown: list[str] = []
+    for item in units or []:
+        if isinstance(item, dict):
+            missing = [k for k in UNIT_KEYS if k not in item]
+            if missing:
+                raise SelectionError(f"unit {item.get('id', item)!r} lacks {', '.join(missing)}: pass units as "
+                                     "data_inventory returns them, or their ids")
+            chosen[item["id"]] = dict(item)
+        elif isinstance(item, str):
+            if item in by_id:
+                chosen[item] = dict(by_id[item])
+            elif item.startswith("path:"):
+                path = _norm_path(item[len("path:"):])
+                chosen[f"path:{path}"] = _adhoc_path_unit(path, by_id)
+            else:
+                unknown.append(item)
+        else:
+            raise SelectionError(f"units: {item!r} is neither a unit (dict) nor a unit id (string)")
+    for name in volumes or []:
+        uid = f"volume:{name}"
+        if uid not in by_id:
+            unknown.append(uid)
+            continue
+        chosen[uid] = dict(by_id[uid])
+        if strategy:
+            chosen[uid].update(strategy=strategy, reason=f"strategy {strategy} given to the snapshot module")
+    for raw_path in paths or []:
+        path = _norm_path(raw_path)
+        unit = _adhoc_path_unit(path, by_id)
+        if strategy:
+            unit.update(strategy=strategy, reason=f"strategy {strategy} given to the snapshot module")
+        chosen[unit["id"]] = unit
+    if unknown:
+        known = ", ".join(sorted(by_id)) or "none"
+        raise SelectionError(f"no such unit on this host: {', '.join(unknown)}; units of this host: {known}")
+    if not chosen:
+        raise SelectionError("nothing to capture: give units (from data_inventory, or their ids), volumes or paths")
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def _adhoc_path_unit(path: str, by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    uid = f"path:{path}"
+    if uid in by_id:
+        return dict(by_id[uid])
+    return {"id": uid, "kind": "path", "source": path, "strategy": "live", "engine": "none",
+            "containers": [], "exclude": [], "reason": "host path named in paths: no container mounts it, copied live"}
+
+
+def container_spec(attrs: dict[str, Any], image_digests: dict[str, list[str]]) -> dict[str, Any]:
+    """What a later rebuild needs of a container; environment variable NAMES only, never values."""
+    config = attrs.get("Config") or {}
+    host = attrs.get("HostConfig") or {}
+    image_id = attrs.get("Image") or ""
+    return {
+        "name": (attrs.get("Name") or "").lstrip("/"),
+        "id": attrs.get("Id"),
+        "image": config.get("Image"),
+        "image_id": image_id,
+        "image_digests": sorted(image_digests.get(image_id, [])),
+        "command": config.get("Cmd"),
+        "entrypoint": config.get("Entrypoint"),
+        "working_dir": config.get("WorkingDir") or None,
+        "user": config.get("User") or None,
+        "env_names": sorted({e.split("=", 1)[0] for e in config.get("Env") or []}),
+        "labels": config.get("Labels") or {},
+        "mounts": [{"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source"),
+                    "destination": m.get("Destination"), "rw": bool(m.get("RW"))}
+                   for m in attrs.get("Mounts") or []],
+        "networks": sorted(((attrs.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        "ports": host.get("PortBindings") or {},
+        "restart_policy": (host.get("RestartPolicy") or {}).get("Name") or "no",
+    }
+
+
+def unit_source(unit: dict[str, Any], raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(source record for the manifest, directory to read) of a volume or path unit."""
+    if unit["kind"] == "volume":
+        name = unit["source"]
+        volume = next((v for v in raw.get("volumes") or [] if v.get("Name") == name), None)
+        if volume is None:
+            raise UnitFailed(f"volume {name!r} does not exist on this host")
+        driver = volume.get("Driver") or "local"
+        options = volume.get("Options") or {}
+        record = {"type": "volume", "name": name, "driver": driver, "driver_options": options,
+                  "labels": volume.get("Labels") or {}}
+        where = volume_data_path(volume)
+        is_bind = where != volume.get("Mountpoint")
+        if driver != "local" or (options and not is_bind):
+            raise UnitFailed(f"volume {name!r} uses driver {driver} with options {sorted(options)}: its data is "
+                             "not in a directory of this host that lifeboat can read while no container "
+                             "mounts it; capture what backs it (a host path) with paths, or mark it skip")
+        if not where or not os.path.isdir(where):
+            raise UnitFailed(f"the data of volume {name!r} should be in {where} but that is not a directory")
+        return record, where
+    if unit["kind"] == "path":
+        path = unit["source"]
+        if not os.path.lexists(path):
+            raise UnitFailed(f"host path {path} does not exist")
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise UnitFailed(f"host path {path} is not a directory: lifeboat captures directories; "
+                             "capture the directory that holds it")
+        return {"type": "path", "path": path}, path
+    raise UnitFailed(f"unit {unit['id']} is a {unit['kind']} unit, which this version captures only with "
+                     "its data directory: capture that volume or path with strategy stop")
+
+
+class SnapshotRun:
+    """One snapshot: capture the units, write the manifest last."""
+
+    def __init__(self, client, repo, raw: dict[str, Any], *, level: int = 3, tags: list[str] | None = None,
+                 stop_timeout: int = 30, collection_version: str = "", docker_version: dict[str, Any] | None = None):
+        self.client = client
+        self.repo = repo
+        self.raw = raw
+        self.level = level
+        self.tags = sorted(tags or [])
+        self.stop_timeout = stop_timeout
+        self.host = raw.get("host") or os.uname().nodename
+        self.started = mf.utc_now()
+        self.snapshot_id = mf.new_snapshot_id(self.host, self.started)
+        self.collection_version = collection_version
+        self.docker_version = docker_version or {}
+        self._previous: dict[str, dict[str, Any]] | None = None
+        digests: dict[str, list[str]] = {}
+        for image in raw.get("images") or []:
+            digests[image.get("Id", "")] = image.get("RepoDigests") or []
+        self.image_digests = digests
+        self.containers_by_name = {(c.get("Name") or "").lstrip("/"): c for c in raw.get("containers") or []}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def previous_units(self) -> dict[str, dict[str, Any]]:
+        """The newest earlier capture of each unit of this host (for unchanged-data reuse)."""
+        if self._previous is None:
+            self._previous = {}
+            good, _bad = self.repo.manifests()
+            for man in mf.select(good, host=self.host):
+                for unit in man.get("units", []):
+                    if unit.get("object") and unit["id"] not in self._previous:
+                        self._previous[unit["id"]] = dict(unit, snapshot=man["id"])
+        return self._previous
+
+    def specs_using(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
+        wanted = unit["source"]
+        out = []
+        for name in sorted(self.containers_by_name):
+            attrs = self.containers_by_name[name]
+            for mount in attrs.get("Mounts") or []:
+                hit = (unit["kind"] == "volume" and mount.get("Type") == "volume" and mount.get("Name") == wanted) or \
+                      (unit["kind"] == "path" and mount.get("Type") == "bind" and
+                       posixpath.normpath(mount.get("Source") or "") == wanted)
+                if hit:
+                    out.append(container_spec(attrs, self.image_digests))
+                    break
+        return out
+
+    def _store_bytes(self, data: bytes) -> tuple[str, int, bool]:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        if self.repo.has_object(sha):
+            return sha, len(data), False
+        writer = self.repo.new_object_writer()
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        return sha, len(data), self.repo.commit_object(writer, sha)
+
+    # -- one unit --------------------------------------------------------------------------------
+    def capture_unit(self, unit: dict[str, Any], journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(manifest entry, result entry) of one unit, or UnitFailed."""
+        started = time.monotonic()
+        strategy = unit["strategy"]
+        if strategy not in STRATEGIES_AVAILABLE:
+            raise UnitFailed(f"strategy {strategy!r} is not available in this version of lifeboat.docker "
+                             f"(available: {', '.join(STRATEGIES_AVAILABLE)}); capture the data volume with "
+                             "strategy stop instead")
+        source, where = unit_source(unit, self.raw)
+        excludes = list(unit.get("exclude") or [])
+        entry: dict[str, Any] = {
+            "id": unit["id"], "kind": unit["kind"], "strategy": strategy, "engine": unit.get("engine") or "none",
+            "source": source, "reason": unit.get("reason"), "confidential": bool(unit.get("confidential")),
+            "excludes": excludes, "containers": self.specs_using(unit),
+        }
+        to_stop = list(unit.get("containers") or []) if strategy == "stop" else []
+        quiesce = Quiesced(self.client, to_stop, journal, "stop", self.stop_timeout)
+        reused = None
+        with quiesce:
+            scan = walk(where, excludes)
+            prev = self.previous_units().get(unit["id"])
+            if prev and prev.get("fingerprint") == scan.fingerprint and prev.get("source") == source \
+                    and prev.get("excludes", []) == excludes \
+                    and self.repo.has_object(prev["object"]["sha256"]) and self.repo.has_object(prev["index"]["sha256"]):
+                reused = prev
+                obj = dict(prev["object"])
+                bytes_read = 0
+                new_object = False
+                tar_warnings: list[str] = []
+            else:
+                writer = self.repo.new_object_writer()
+                try:
+                    cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"))
+                except BaseException:
+                    writer.abort()
+                    raise
+                new_object = self.repo.commit_object(writer, cap["sha256"])
+                obj = {"sha256": cap["sha256"], "size": cap["size"], "format": "tar-posix+zstd",
+                       "compression": "zstd", "level": self.level}
+                bytes_read = scan.bytes
+                tar_warnings = cap["tar_warnings"]
+        if quiesce.start_failures:
+            names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
+            raise UnitFailed(f"captured, but these containers did not start again: {names}; start them by hand "
+                             "(docker start NAME) and check their logs")
+        if reused:
+            index = dict(reused["index"])
+        else:
+            isha, isize, _new = self._store_bytes(compress_bytes(scan.index_bytes()))
+            index = {"sha256": isha, "size": isize, "format": "jsonl+zstd"}
+        seconds = round(time.monotonic() - started, 3)
+        entry.update(
+            object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,
+            fingerprint=scan.fingerprint, reused_from=reused["snapshot"] if reused else None,
+            quiesced=[{"name": n, "action": "stop", "seconds": s} for n, s in quiesce.downtime.items()],
+            seconds=seconds, tar_warnings=tar_warnings,
+        )
+        result = {"strategy": strategy, "bytes_read": bytes_read, "bytes": scan.bytes, "bytes_stored": obj["size"],
+                  "new_bytes_stored": obj["size"] if new_object else 0, "files": scan.files,
+                  "sha256": obj["sha256"], "seconds": seconds, "downtime": dict(quiesce.downtime),
+                  "reused_from": entry["reused_from"]}
+        return entry, result
+
+    # -- the whole snapshot ----------------------------------------------------------------------
+    def run(self, units: list[dict[str, Any]]) -> dict[str, Any]:
+        journal = Journal(f"snapshot {self.snapshot_id}")
+        entries: list[dict[str, Any]] = []
+        results: dict[str, dict[str, Any]] = {}
+        failed: list[dict[str, str]] = []
+        try:
+            for unit in units:
+                if unit["strategy"] == "skip":
+                    results[unit["id"]] = {"strategy": "skip", "reason": unit.get("reason")}
+                    entries.append({"id": unit["id"], "kind": unit["kind"], "strategy": "skip",
+                                    "reason": unit.get("reason"), "object": None})
+                    continue
+                try:
+                    entry, result = self.capture_unit(unit, journal)
+                except (UnitFailed, ArchiveError, StoreError, DockerException, OSError) as exc:
+                    failed.append({"id": unit["id"], "error": str(exc)})
+                    results[unit["id"]] = {"strategy": unit["strategy"], "failed": True, "error": str(exc)}
+                    continue
+                entries.append(entry)
+                results[unit["id"]] = result
+        finally:
+            journal.close()
+        captured = [e for e in entries if e.get("object")]
+        manifest = None
+        if captured:
+            manifest = {
+                "format": mf.MANIFEST_FORMAT, "version": mf.FORMAT_VERSION, "id": self.snapshot_id,
+                "host": self.host, "time": mf.iso(self.started), "finished": mf.iso(mf.utc_now()),
+                "collection_version": self.collection_version, "docker": self.docker_version,
+                "tags": self.tags, "complete": not failed, "failed": failed, "units": entries,
+            }
+            self.repo.write_manifest(manifest)
+        return {"snapshot_id": self.snapshot_id if manifest else None, "complete": bool(manifest) and not failed,
+                "units": results, "failed": failed, "host": self.host}

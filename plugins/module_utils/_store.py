@@ -1,0 +1,230 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Where repository bytes live: a small interface, and the local-filesystem store.
+
+A store knows keys ("objects/ab/abcd...", "snapshots/ID.json") and nothing of snapshots. Every
+write is atomic: bytes go to a temporary name and appear under their key only when complete, so
+a crash, a full disk or a killed process never leaves a partial file under a real key. Offsite
+stores (S3, SFTP, rclone) implement the same methods.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import time
+from typing import BinaryIO, Iterator
+
+
+class StoreError(Exception):
+    """A store operation failed; the message says which key and why."""
+
+
+class Writer:
+    """An object being written: write() bytes, then commit(key) or abort()."""
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def commit(self, key: str) -> bool:  # pragma: no cover - interface
+        """Make the bytes visible under key; False when key already existed (bytes dropped)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Store:
+    """Interface of a repository's storage."""
+
+    url: str
+
+    def exists(self, key: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def size(self, key: str) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def open_reader(self, key: str) -> BinaryIO:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def open_writer(self) -> Writer:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> Iterator[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_reader(key) as fh:
+            return fh.read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        writer = self.open_writer()
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.commit(key, replace=True)  # type: ignore[call-arg]
+
+    def cleanup_stale(self, max_age: float = 0) -> list[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalWriter(Writer):
+    def __init__(self, store: "LocalStore") -> None:
+        self.store = store
+        self.tmp_path = os.path.join(store.tmp_dir, f"{os.getpid()}-{secrets.token_hex(6)}.part")
+        self.fh = open(self.tmp_path, "xb", buffering=0)  # pylint: disable=consider-using-with
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                written = self.fh.write(view)
+                view = view[written:]
+            self.bytes += len(data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreError(f"the repository's filesystem is full ({self.store.root}): "
+                                 "free space there or use another repository") from exc
+            raise StoreError(f"writing to {self.tmp_path} failed: {exc}") from exc
+
+    def commit(self, key: str, replace: bool = False) -> bool:
+        path = self.store.path(key)
+        try:
+            os.fsync(self.fh.fileno())
+        except OSError as exc:
+            self.abort()
+            raise StoreError(f"flushing {self.tmp_path} failed: {exc}") from exc
+        self.fh.close()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not replace and os.path.exists(path):
+            os.unlink(self.tmp_path)
+            return False
+        os.chmod(self.tmp_path, 0o640)
+        os.replace(self.tmp_path, path)
+        _fsync_dir(os.path.dirname(path))
+        return True
+
+    def abort(self) -> None:
+        try:
+            self.fh.close()
+        finally:
+            try:
+                os.unlink(self.tmp_path)
+            except FileNotFoundError:
+                pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    """A repository in a directory of this host."""
+
+    def __init__(self, root: str, create: bool = False) -> None:
+        if not os.path.isabs(root):
+            raise StoreError(f"repository path {root!r} is not absolute: give a full path such as /var/backups/lifeboat")
+        self.root = os.path.normpath(root)
+        self.url = self.root
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        if create:
+            os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+        elif not os.path.isdir(self.root):
+            raise StoreError(f"repository {self.root} does not exist: check the path, or run a snapshot to create it")
+
+    def path(self, key: str) -> str:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StoreError(f"invalid repository key {key!r}")
+        return os.path.join(self.root, key)
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self.path(key))
+
+    def size(self, key: str) -> int:
+        return os.stat(self.path(key)).st_size
+
+    def open_reader(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")  # pylint: disable=consider-using-with
+        except FileNotFoundError:
+            raise StoreError(f"{key} is missing from the repository {self.root}") from None
+
+    def open_writer(self) -> LocalWriter:
+        os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+        return LocalWriter(self)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.path(prefix.rstrip("/"))
+        if not os.path.isdir(base):
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            for name in sorted(filenames):
+                yield f"{rel}/{name}" if rel != "." else name
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def cleanup_stale(self, max_age: float = 0) -> list[str]:
+        """Remove temporary files of writers that are gone (their process died)."""
+        removed = []
+        if not os.path.isdir(self.tmp_dir):
+            return removed
+        now = time.time()
+        for name in os.listdir(self.tmp_dir):
+            path = os.path.join(self.tmp_dir, name)
+            pid_text = name.split("-", 1)[0]
+            alive = pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid()
+            try:
+                old = now - os.lstat(path).st_mtime > max_age
+            except FileNotFoundError:
+                continue
+            if not alive and old:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    import shutil
+
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+                removed.append(f"tmp/{name}")
+        return removed
+
+
+def open_store(url: str, create: bool = False) -> Store:
+    """The store for a repository URL (a local path for now)."""
+    if "://" in url and not url.startswith("file://"):
+        scheme = url.split("://", 1)[0]
+        raise StoreError(f"repository {url!r}: the {scheme}:// store is not available in this "
+                         "version of lifeboat.docker; use a local path")
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    return LocalStore(url, create=create)

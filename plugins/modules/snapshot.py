@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: snapshot
+short_description: Capture volumes and host paths of a Docker host into a lifeboat repository
+version_added: 0.1.0
+description:
+  - Captures units (volumes and host paths) with GNU tar and multi-threaded zstd, streamed into a
+    self-describing repository, and writes the snapshot's manifest last, so that a snapshot is
+    listed only once it is complete.
+  - "Strategies: V(stop) stops the containers that write to the unit (dependents first), captures,
+    and starts them again in reverse order as soon as the capture is done, also when it failed;
+    V(live) copies as it is (data nothing writes to); V(skip) records the unit as not captured.
+    Database dumps (V(dump)) and V(pause) are not in this version: such units fail with a message
+    saying so, and the other units are still captured."
+  - Before stopping anything the module records it in a journal on the host. If the module is
+    killed (even with SIGKILL), the next run of any lifeboat module that takes a repository starts
+    those containers again.
+  - Objects are stored by the sha256 of their bytes, so identical captures are stored once. A
+    unit whose metadata (inodes, sizes, mtimes, ctimes, modes, owners of every entry) is unchanged
+    since its last capture in the repository is not read again: the earlier object is reused.
+  - A unit that fails is reported in RV(failed) and the module fails after all other units were
+    captured and every container is running again. If no unit was captured, no snapshot is written.
+author:
+  - lifeboat.docker developers
+extends_documentation_fragment:
+  - lifeboat.docker.docker
+  - lifeboat.docker.repository
+attributes:
+  check_mode:
+    support: full
+    description: Says what would be captured and which containers would be stopped; touches nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    description: Every run writes a new snapshot (unchanged data costs no new objects).
+options:
+  units:
+    description:
+      - The units to capture, as RV(lifeboat.docker.data_inventory#module:units) returns them (a list of
+        dicts), or their ids (V(volume:NAME), V(path:/ABS/PATH)).
+      - Ids are resolved against the live plan of this host, as data_inventory would make it.
+    type: list
+    elements: raw
+  volumes:
+    description: Shorthand for C(volume:NAME) units.
+    type: list
+    elements: str
+  paths:
+    description:
+      - Shorthand for C(path:/ABS/PATH) units. A directory no container mounts is captured V(live)
+        unless O(strategy) says otherwise.
+    type: list
+    elements: str
+  strategy:
+    description: Strategy for O(volumes) and O(paths), instead of what data_inventory would choose.
+    type: str
+    choices: [stop, live, skip]
+  compression_level:
+    description: zstd compression level (1 fastest, 19 smallest; 20-22 need much memory).
+    type: int
+    default: 3
+  tags:
+    description: Tags recorded in the manifest (filters of snapshot_info).
+    type: list
+    elements: str
+    default: []
+  stop_timeout:
+    description: Seconds a container gets to stop before it is killed (as C(docker stop -t)).
+    type: int
+    default: 30
+"""
+
+EXAMPLES = r"""
+- name: Take the inventory
+  lifeboat.docker.data_inventory:
+  register: inventory
+
+- name: Capture everything the plan says to capture
+  lifeboat.docker.snapshot:
+    repository: /var/backups/lifeboat
+    units: "{{ inventory.units }}"
+    tags: [nightly]
+  register: snap
+
+- name: Capture two volumes, stopping their writers
+  lifeboat.docker.snapshot:
+    volumes: [app_uploads, app_config]
+    strategy: stop
+
+- name: Capture a host directory nobody mounts
+  lifeboat.docker.snapshot:
+    paths: [/srv/exports]
+    compression_level: 9
+"""
+
+RETURN = r"""
+snapshot_id:
+  description: Id of the snapshot written (V(null) when nothing was captured, or in check mode).
+  returned: always
+  type: str
+  sample: 20261122T103000Z-web1-3fa2c1
+repository:
+  description: The repository written to.
+  returned: always
+  type: str
+  sample: /var/backups/lifeboat
+complete:
+  description: Whether every unit was captured (a snapshot with failed units is listed as incomplete).
+  returned: always
+  type: bool
+units:
+  description: Per unit id, what was done.
+  returned: always
+  type: dict
+  sample:
+    volume:app_uploads:
+      strategy: stop
+      bytes: 52428800
+      bytes_read: 52428800
+      bytes_stored: 10485760
+      new_bytes_stored: 10485760
+      files: 1200
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      seconds: 1.42
+      downtime: {app: 1.61}
+      reused_from: null
+  contains:
+    strategy:
+      description: The strategy used.
+      type: str
+    bytes:
+      description: Apparent size of the unit's files.
+      type: int
+    bytes_read:
+      description: Bytes of file content read (0 when the earlier object was reused).
+      type: int
+    bytes_stored:
+      description: Size of the unit's object in the repository.
+      type: int
+    new_bytes_stored:
+      description: Bytes this run added to the repository for the unit (0 when the object existed).
+      type: int
+    files:
+      description: Regular files captured.
+      type: int
+    sha256:
+      description: Name (sha256) of the unit's object.
+      type: str
+    seconds:
+      description: Seconds the unit took, quiescing included.
+      type: float
+    downtime:
+      description: Seconds each stopped container was down.
+      type: dict
+    reused_from:
+      description: Snapshot whose object was reused because nothing changed, or V(null).
+      type: str
+    failed:
+      description: V(true) when the unit failed (see RV(failed)).
+      type: bool
+    error:
+      description: Why the unit failed.
+      type: str
+failed:
+  description: Units that could not be captured, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: "volume:cache", error: "volume 'cache' does not exist on this host"}]
+plan:
+  description: In check mode, what would be captured and stopped.
+  returned: check mode
+  type: list
+  elements: dict
+  sample: [{id: "volume:app_uploads", strategy: stop, stop: [app]}]
+repaired:
+  description: Containers an earlier, killed run had left stopped, started again now.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{container: app, action: stop, result: started}]
+cleaned:
+  description: Stale temporary files of dead runs removed from the repository.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+    DOCKER_COMMON_ARGS,
+    DockerException,
+    client_for,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
+    SelectionError,
+    SnapshotRun,
+    select_units,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._version import COLLECTION_VERSION
+
+
+def main() -> None:
+    argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(
+        repository={"type": "str", "default": "/var/backups/lifeboat"},
+        units={"type": "list", "elements": "raw"},
+        volumes={"type": "list", "elements": "str"},
+        paths={"type": "list", "elements": "str"},
+        strategy={"type": "str", "choices": ["stop", "live", "skip"]},
+        compression_level={"type": "int", "default": 3},
+        tags={"type": "list", "elements": "str", "default": []},
+        stop_timeout={"type": "int", "default": 30},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if not 1 <= params["compression_level"] <= 22:
+        module.fail_json(msg=f"compression_level {params['compression_level']} is out of range: use 1 (fastest) to 19 "
+                             "(smallest), or 20-22 with much memory")
+    client = client_for(module)
+    result = {"changed": False, "snapshot_id": None, "repository": params["repository"], "complete": False,
+              "units": {}, "failed": [], "repaired": [], "cleaned": []}
+    try:
+        with TerminationGuard():
+            if not module.check_mode:
+                result["repaired"] = repair(client)
+            raw, inventory = live_plan(client)
+            units = select_units(inventory["units"], params["units"], params["volumes"], params["paths"],
+                                 params["strategy"])
+            if module.check_mode:
+                result["changed"] = True
+                result["plan"] = [{"id": u["id"], "strategy": u["strategy"],
+                                   "stop": list(u.get("containers") or []) if u["strategy"] == "stop" else []}
+                                  for u in units]
+                module.exit_json(**result)
+            repo = Repository.open(params["repository"], create=True)
+            result["repository"] = repo.url
+            result["cleaned"] = repo.cleanup()
+            version = client.version()
+            run = SnapshotRun(client, repo, raw, level=params["compression_level"], tags=params["tags"],
+                              stop_timeout=params["stop_timeout"], collection_version=COLLECTION_VERSION,
+                              docker_version={"version": version.get("Version"),
+                                              "api_version": version.get("ApiVersion")})
+            outcome = run.run(units)
+    except (SelectionError, RepositoryError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except DockerException as exc:
+        module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg=f"snapshot failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+    result.update(outcome, changed=outcome["snapshot_id"] is not None)
+    if outcome["failed"]:
+        names = "; ".join(f"{f['id']}: {f['error']}" for f in outcome["failed"])
+        where = f"snapshot {outcome['snapshot_id']} lists the others as incomplete" if outcome["snapshot_id"] \
+            else "no snapshot was written"
+        module.fail_json(msg=f"{len(outcome['failed'])} unit(s) failed ({where}): {names}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

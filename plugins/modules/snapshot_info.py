@@ -1,0 +1,244 @@
+#!/usr/bin/python
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: snapshot_info
+short_description: List and verify the snapshots of a lifeboat repository
+version_added: 0.1.0
+description:
+  - Lists the snapshots of a repository (only those whose manifest was written: a snapshot
+    without its manifest does not exist), newest first, with filters.
+  - O(verify=checksum) reads every object of the listed snapshots and checks its sha256.
+    O(verify=restore) also extracts each unit into a scratch directory, through the same checks as
+    a restore, and compares files, sizes, modes and owners with the unit's index.
+  - A problem is reported for the snapshot and unit it concerns (RV(snapshots[].problems)); the
+    listing itself does not fail.
+author:
+  - lifeboat.docker developers
+extends_documentation_fragment:
+  - lifeboat.docker.docker
+  - lifeboat.docker.repository
+attributes:
+  check_mode:
+    support: full
+    description: Reads only (the restart of containers left stopped by a killed run is skipped).
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  host:
+    description: Only snapshots of this host.
+    type: str
+  unit:
+    description: Only snapshots holding this unit (an id, a volume name or a host path).
+    type: str
+  tag:
+    description: Only snapshots with this tag.
+    type: str
+  newest:
+    description: Only the newest N snapshots (after the other filters).
+    type: int
+  verify:
+    description: How deeply to check the listed snapshots.
+    type: str
+    choices: [none, checksum, restore]
+    default: none
+  scratch_dir:
+    description: Where O(verify=restore) extracts (a temporary directory is made inside and removed).
+    type: path
+    default: /var/tmp
+"""
+
+EXAMPLES = r"""
+- name: The five newest snapshots of this host
+  lifeboat.docker.snapshot_info:
+    host: "{{ inventory_hostname }}"
+    newest: 5
+  register: snaps
+
+- name: Check every object of the newest snapshot
+  lifeboat.docker.snapshot_info:
+    newest: 1
+    verify: checksum
+  register: check
+  failed_when: check.problems | length > 0
+"""
+
+RETURN = r"""
+snapshots:
+  description: Snapshots, newest first.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 20261122T103000Z-web1-3fa2c1
+      time: "2026-11-22T10:30:00.000000Z"
+      host: web1
+      tags: [nightly]
+      complete: true
+      units: ["volume:app_uploads", "path:/srv/exports"]
+      bytes: 52428800
+      stored_bytes: 10485760
+      files: 1200
+      problems: []
+  contains:
+    id:
+      description: Snapshot id.
+      type: str
+    time:
+      description: When the snapshot started (UTC, ISO 8601).
+      type: str
+    host:
+      description: Host the snapshot was taken of.
+      type: str
+    tags:
+      description: Tags.
+      type: list
+      elements: str
+    complete:
+      description: Whether every unit asked for was captured.
+      type: bool
+    units:
+      description: Unit ids in the snapshot.
+      type: list
+      elements: str
+    bytes:
+      description: Apparent size of the captured data.
+      type: int
+    stored_bytes:
+      description: Size of the snapshot's data objects in the repository (shared objects counted).
+      type: int
+    files:
+      description: Regular files captured.
+      type: int
+    problems:
+      description: What verification found, per unit (empty when all is well or nothing was verified).
+      type: list
+      elements: dict
+      sample: [{unit: "volume:app_uploads", problem: "object 9f86... is damaged: its bytes hash to 1b4f..."}]
+problems:
+  description: All problems found, each with its snapshot and unit; unreadable manifests too.
+  returned: always
+  type: list
+  elements: dict
+repaired:
+  description: Containers an earlier, killed run had left stopped, started again now.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import os
+import shutil
+import tempfile
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+    DOCKER_COMMON_ARGS,
+    DockerException,
+    client_for,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, extract_verified
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+
+
+def check_objects(repo, unit: dict, seen: dict) -> list[str]:
+    problems = []
+    for ref in ("object", "index"):
+        info = unit.get(ref) or {}
+        sha = info.get("sha256")
+        if not sha:
+            continue
+        if sha not in seen:
+            if not repo.has_object(sha):
+                seen[sha] = f"{ref} {sha} is missing from the repository"
+            else:
+                with repo.open_object(sha) as fh:
+                    actual, size = hash_stream(fh)
+                if actual != sha:
+                    seen[sha] = f"{ref} {sha} is damaged: its bytes hash to {actual}"
+                elif info.get("size") is not None and size != info["size"]:
+                    seen[sha] = f"{ref} {sha} has {size} bytes, the manifest says {info['size']}"
+                else:
+                    seen[sha] = None
+        if seen[sha]:
+            problems.append(seen[sha])
+    return problems
+
+
+def check_restore(repo, unit: dict, scratch_dir: str) -> list[str]:
+    scratch = tempfile.mkdtemp(prefix="lifeboat-verify-", dir=scratch_dir)
+    try:
+        target = os.path.join(scratch, "tree")
+        os.mkdir(target, 0o700)
+        extract_verified(repo, unit, target, verify=True, allow_devices=True)
+    except (RestoreError, ArchiveError, UnsafeArchive, StoreError) as exc:
+        return [str(exc)]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return []
+
+
+def main() -> None:
+    argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(
+        repository={"type": "str", "default": "/var/backups/lifeboat"},
+        host={"type": "str"},
+        unit={"type": "str"},
+        tag={"type": "str"},
+        newest={"type": "int"},
+        verify={"type": "str", "choices": ["none", "checksum", "restore"], "default": "none"},
+        scratch_dir={"type": "path", "default": "/var/tmp"},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if params["newest"] is not None and params["newest"] < 1:
+        module.fail_json(msg=f"newest must be 1 or more, got {params['newest']}")
+    result = {"changed": False, "snapshots": [], "problems": [], "repaired": []}
+    try:
+        if not module.check_mode:
+            result["repaired"] = repair(client_for(module))
+            result["changed"] = any(r.get("result") in ("started", "unpaused") for r in result["repaired"])
+        repo = Repository.open(params["repository"])
+        good, bad = repo.manifests()
+        for item in bad:
+            result["problems"].append({"snapshot": item["id"], "unit": None, "problem": item["problem"]})
+        seen: dict = {}
+        for man in mf.select(good, host=params["host"], unit=params["unit"], tag=params["tag"],
+                             newest=params["newest"]):
+            entry = mf.summary(man)
+            entry["complete"] = bool(man.get("complete", True))
+            entry["problems"] = []
+            if params["verify"] != "none":
+                for unit in man["units"]:
+                    if not unit.get("object"):
+                        continue
+                    found = check_objects(repo, unit, seen)
+                    if not found and params["verify"] == "restore":
+                        found = check_restore(repo, unit, params["scratch_dir"])
+                    for problem in found:
+                        entry["problems"].append({"unit": unit["id"], "problem": problem})
+                        result["problems"].append({"snapshot": man["id"], "unit": unit["id"], "problem": problem})
+            result["snapshots"].append(entry)
+    except (RepositoryError, StoreError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except DockerException as exc:
+        module.fail_json(msg=f"the Docker engine failed a request: {exc}", **result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg=f"snapshot_info failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

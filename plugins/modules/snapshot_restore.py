@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: snapshot_restore
+short_description: Put a unit of a lifeboat snapshot back into a volume or host path
+version_added: 0.1.0
+description:
+  - Restores one unit (a volume or a host path) of a snapshot, by default where it came from.
+  - Nothing existing is touched before the new copy is proven. The object is extracted into a
+    staging directory beside the target, its sha256 checked on the way; members that would land
+    outside the target (absolute names, C(..), writes through symlinks the archive made, hard links
+    leaving it, device files unless O(allow_devices)) are refused before tar sees them; then the
+    staged tree is compared with the unit's index (names, kinds, sizes, modes, owners, mtimes).
+  - Only then are the containers that use the target stopped, the old content renamed aside (a
+    volume C(NAME.pre-restore-TIME) labelled C(lifeboat.pre-restore-of), or a directory
+    C(PATH.pre-restore-TIME)), the new tree renamed into place, and the containers started again.
+    The old content is kept and reported in RV(previous); remove it when you no longer need it.
+  - A missing target volume is created with the recorded labels (plain local volumes only).
+  - A non-empty target is replaced only with O(force=true).
+author:
+  - lifeboat.docker developers
+extends_documentation_fragment:
+  - lifeboat.docker.docker
+  - lifeboat.docker.repository
+attributes:
+  check_mode:
+    support: full
+    description: Says what would be created, replaced and stopped; touches nothing.
+  diff_mode:
+    support: full
+    description: Files and bytes of the target before and after.
+  idempotent:
+    support: none
+    description: Each run restores again (the previous content is kept aside each time).
+options:
+  snapshot:
+    description: A snapshot id, or V(latest) (the newest snapshot holding O(unit), of O(host) if given).
+    type: str
+    default: latest
+  host:
+    description: With O(snapshot=latest), only snapshots of this host (as recorded in manifests).
+    type: str
+  unit:
+    description: The unit to restore, by id (V(volume:NAME), V(path:/P)) or by volume name or host path.
+    type: str
+    required: true
+  target_volume:
+    description: Restore into this volume instead (created if missing).
+    type: str
+  target_path:
+    description: Restore into this host directory instead (created if missing).
+    type: path
+  force:
+    description: Replace a target that is not empty (its content is kept aside, see RV(previous)).
+    type: bool
+    default: false
+  verify:
+    description:
+      - Compare the extracted tree with the unit's index before it replaces anything.
+      - The object's sha256 is always checked.
+    type: bool
+    default: true
+  allow_devices:
+    description: Restore device files (character and block special files) found in the archive.
+    type: bool
+    default: false
+  stop_timeout:
+    description: Seconds a container gets to stop before it is killed.
+    type: int
+    default: 30
+"""
+
+EXAMPLES = r"""
+- name: Put the newest copy of a volume back where it came from, replacing what is there
+  lifeboat.docker.snapshot_restore:
+    unit: volume:app_uploads
+    force: true
+
+- name: Restore an older copy into a new volume, to compare
+  lifeboat.docker.snapshot_restore:
+    snapshot: 20261120T020000Z-web1-3fa2c1
+    unit: app_uploads
+    target_volume: app_uploads_20261120
+
+- name: Restore a host path into another directory
+  lifeboat.docker.snapshot_restore:
+    unit: path:/srv/exports
+    target_path: /srv/exports.restored
+"""
+
+RETURN = r"""
+snapshot_id:
+  description: The snapshot restored from.
+  returned: always
+  type: str
+  sample: 20261122T103000Z-web1-3fa2c1
+unit:
+  description: The unit restored.
+  returned: always
+  type: str
+  sample: volume:app_uploads
+target:
+  description: The volume name or host path restored into.
+  returned: always
+  type: str
+  sample: app_uploads
+target_type:
+  description: V(volume) or V(path).
+  returned: always
+  type: str
+created:
+  description: Whether the target volume was created.
+  returned: success
+  type: bool
+previous:
+  description: Where the old content was kept (a volume name or a path), or V(null) if the target was empty.
+  returned: success
+  type: str
+  sample: app_uploads.pre-restore-20261122T113000Z
+downtime:
+  description: Seconds each container using the target was stopped for the swap.
+  returned: success
+  type: dict
+  sample: {app: 0.84}
+files:
+  description: Regular files restored.
+  returned: success
+  type: int
+bytes:
+  description: Apparent bytes restored.
+  returned: success
+  type: int
+members:
+  description: Archive members extracted.
+  returned: success
+  type: int
+verified:
+  description: Whether the tree was compared with the index before the swap.
+  returned: success
+  type: bool
+seconds:
+  description: Seconds the restore took.
+  returned: success
+  type: float
+plan:
+  description: In check mode, what would happen.
+  returned: check mode
+  type: dict
+  sample: {target: app_uploads, target_type: volume, exists: true, nonempty: true, needs_force: true,
+           stop: [app], create_volume: false}
+repaired:
+  description: Containers an earlier, killed run had left stopped, started again now.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, walk
+from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+    DOCKER_COMMON_ARGS,
+    DockerException,
+    client_for,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
+    RestoreError,
+    RestoreRun,
+    plan_restore,
+    resolve_unit,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+
+
+def _tree_summary(path: str | None) -> dict:
+    if not path:
+        return {"files": 0, "bytes": 0}
+    try:
+        scan = walk(path)
+    except (ArchiveError, OSError):
+        return {"files": 0, "bytes": 0}
+    return {"files": scan.files, "bytes": scan.bytes}
+
+
+def main() -> None:
+    argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(
+        repository={"type": "str", "default": "/var/backups/lifeboat"},
+        snapshot={"type": "str", "default": "latest"},
+        host={"type": "str"},
+        unit={"type": "str", "required": True},
+        target_volume={"type": "str"},
+        target_path={"type": "path"},
+        force={"type": "bool", "default": False},
+        verify={"type": "bool", "default": True},
+        allow_devices={"type": "bool", "default": False},
+        stop_timeout={"type": "int", "default": 30},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("target_volume", "target_path")])
+    params = module.params
+    client = client_for(module)
+    result = {"changed": False, "repaired": [], "snapshot_id": None, "unit": params["unit"], "target": None,
+              "target_type": None}
+    try:
+        with TerminationGuard():
+            if not module.check_mode:
+                result["repaired"] = repair(client)
+            repo = Repository.open(params["repository"])
+            wanted = params["unit"]
+            manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
+            unit = resolve_unit(manifest, wanted)
+            raw = read_engine(client)
+            plan = plan_restore(unit, raw, params["target_volume"], params["target_path"])
+            result.update(snapshot_id=manifest["id"], unit=unit["id"], target=plan["target"],
+                          target_type=plan["kind"])
+            if module._diff:
+                result["diff"] = {"before": _tree_summary(plan["data_dir"] if plan["exists"] else None),
+                                  "after": {"files": unit.get("files"), "bytes": unit.get("bytes")},
+                                  "before_header": f"{plan['kind']} {plan['target']}",
+                                  "after_header": f"{unit['id']} of {manifest['id']}"}
+            if module.check_mode:
+                if plan["nonempty"] and not params["force"]:
+                    module.fail_json(msg=f"the target {plan['kind']} {plan['target']} is not empty: set force: true "
+                                         "to replace its content (the current content is kept aside)", **result)
+                result["plan"] = {"target": plan["target"], "target_type": plan["kind"], "exists": plan["exists"],
+                                  "nonempty": plan["nonempty"], "needs_force": plan["nonempty"],
+                                  "create_volume": plan["create_volume"],
+                                  "stop": [u["name"] for u in plan["users"] if u["state"] in ("running", "restarting", "paused")]}
+                result["changed"] = True
+                module.exit_json(**result)
+            outcome = RestoreRun(client, repo, raw, params["stop_timeout"]).run(
+                manifest, unit, plan, params["force"], params["verify"], params["allow_devices"])
+    except UnsafeArchive as exc:
+        module.fail_json(msg=f"refused: the archive of {result['unit']} is unsafe to extract ({exc}); "
+                             "the target was not touched", **result)
+    except (RestoreError, RepositoryError, ArchiveError, StoreError) as exc:
+        module.fail_json(msg=f"{exc} (the target was not touched unless this says otherwise)", **result)
+    except DockerException as exc:
+        module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg=f"snapshot_restore failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+    result.update(outcome, changed=True)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
