@@ -20,9 +20,9 @@ description:
   - Before stopping anything the module records it in a journal on the host. If the module is
     killed (even with SIGKILL), the next run of any lifeboat module that takes a repository starts
     those containers again.
-  - Objects are stored by the sha256 of their bytes, so identical captures are stored once. A
+  - "Objects are stored by the sha256 of their bytes, so identical captures are stored once. A
     unit whose metadata (inodes, sizes, mtimes, ctimes, modes, owners of every entry) is unchanged
-    since its last capture in the repository is not read again: the earlier object is reused.
+    since its last capture in the repository is not read again: the earlier object is reused."
   - A unit that fails is reported in RV(failed) and the module fails after all other units were
     captured and every container is running again. If no unit was captured, no snapshot is written.
 author:

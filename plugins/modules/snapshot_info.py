@@ -9,8 +9,8 @@ module: snapshot_info
 short_description: List and verify the snapshots of a lifeboat repository
 version_added: 0.1.0
 description:
-  - Lists the snapshots of a repository (only those whose manifest was written: a snapshot
-    without its manifest does not exist), newest first, with filters.
+  - "Lists the snapshots of a repository (only those whose manifest was written: a snapshot
+    without its manifest does not exist), newest first, with filters."
   - O(verify=checksum) reads every object of the listed snapshots and checks its sha256.
     O(verify=restore) also extracts each unit into a scratch directory, through the same checks as
     a restore, and compares files, sizes, modes and owners with the unit's index.
