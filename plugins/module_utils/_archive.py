@@ -52,15 +52,17 @@ def _big_pipe(fd: int) -> None:
 
 
 def _excluded(rel: str, patterns: list[str]) -> bool:
-    """tar --exclude semantics (unanchored): a pattern may match any trailing run of components."""
+    """GNU tar's --exclude matching (unanchored, leading-directory): a pattern excludes a member
+    when it matches any run of whole components, e.g. 'cache' excludes 'a/cache' and 'a/cache/x'."""
     if not patterns:
         return False
     parts = rel.split("/")
     for i in range(len(parts)):
-        tail = "/".join(parts[i:])
-        for pat in patterns:
-            if fnmatch.fnmatchcase(tail, pat):
-                return True
+        for j in range(i + 1, len(parts) + 1):
+            run = "/".join(parts[i:j])
+            for pat in patterns:
+                if fnmatch.fnmatchcase(run, pat):
+                    return True
     return False
 
 

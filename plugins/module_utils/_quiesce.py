@@ -21,6 +21,8 @@ import signal
 import time
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+
 STATE_DIR_ENV = "LIFEBOAT_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/lifeboat"
 
@@ -52,11 +54,7 @@ def _write_atomic(path: str, doc: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(os.path.dirname(path))
 
 
 class Journal:

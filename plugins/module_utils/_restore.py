@@ -32,6 +32,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 
 LABEL_PRE_RESTORE = "lifeboat.pre-restore-of"
 
@@ -145,14 +146,6 @@ def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, all
     return info
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class RestoreRun:
     def __init__(self, client, repo, raw: dict[str, Any], stop_timeout: int = 30) -> None:
         self.client = client
@@ -223,7 +216,7 @@ class RestoreRun:
                 else:
                     os.rmdir(data_dir)
         os.rename(staging, data_dir)
-        _fsync_dir(os.path.dirname(data_dir))
+        fsync_dir(os.path.dirname(data_dir))
         return previous
 
 

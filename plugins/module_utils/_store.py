@@ -94,6 +94,7 @@ class LocalWriter(Writer):
         self.tmp_path = os.path.join(store.tmp_dir, f"{os.getpid()}-{secrets.token_hex(6)}.part")
         self.fh = open(self.tmp_path, "xb", buffering=0)  # pylint: disable=consider-using-with
         self.bytes = 0
+        store.open_tmp.add(self.tmp_path)
 
     def write(self, data: bytes) -> None:
         try:
@@ -116,16 +117,18 @@ class LocalWriter(Writer):
             self.abort()
             raise StoreError(f"flushing {self.tmp_path} failed: {exc}") from exc
         self.fh.close()
+        self.store.open_tmp.discard(self.tmp_path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if not replace and os.path.exists(path):
             os.unlink(self.tmp_path)
             return False
         os.chmod(self.tmp_path, 0o640)
         os.replace(self.tmp_path, path)
-        _fsync_dir(os.path.dirname(path))
+        fsync_dir(os.path.dirname(path))
         return True
 
     def abort(self) -> None:
+        self.store.open_tmp.discard(self.tmp_path)
         try:
             self.fh.close()
         finally:
@@ -135,7 +138,8 @@ class LocalWriter(Writer):
                 pass
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Flush a directory, so that a rename in it survives a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -152,6 +156,7 @@ class LocalStore(Store):
         self.root = os.path.normpath(root)
         self.url = self.root
         self.tmp_dir = os.path.join(self.root, "tmp")
+        self.open_tmp: set[str] = set()  # this process's writers in progress
         if create:
             os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
         elif not os.path.isdir(self.root):
@@ -195,7 +200,10 @@ class LocalStore(Store):
             pass
 
     def cleanup_stale(self, max_age: float = 0) -> list[str]:
-        """Remove temporary files of writers that are gone (their process died)."""
+        """Remove temporary files of writers that are gone (their process died).
+
+        A file named with this process's own pid is stale unless one of its open writers made it
+        (the pid of a dead writer can be reused)."""
         removed = []
         if not os.path.isdir(self.tmp_dir):
             return removed
@@ -203,9 +211,11 @@ class LocalStore(Store):
         for name in os.listdir(self.tmp_dir):
             path = os.path.join(self.tmp_dir, name)
             pid_text = name.split("-", 1)[0]
+            if path in self.open_tmp:
+                continue
             alive = pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid()
             try:
-                old = now - os.lstat(path).st_mtime > max_age
+                old = now - os.lstat(path).st_mtime >= max_age
             except FileNotFoundError:
                 continue
             if not alive and old:
