@@ -343,19 +343,29 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
         feeder.join()
         if read_error:
             raise ArchiveError(f"reading the object failed: {read_error[0]}")
+        # The feeder stops early when zstd or tar stopped (damaged bytes make zstd fail, and then
+        # the checker sees a truncated archive): hash the rest, so that a damaged object is
+        # reported as damaged, not as an unsafe or truncated archive.
+        try:
+            while True:
+                chunk = reader.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+        except OSError as exc:
+            raise ArchiveError(f"reading the object failed: {exc}") from exc
         actual = digest.hexdigest()
-        if isinstance(failure, UnsafeArchive):
-            if actual != expected_sha256 and zstd_rc == 0:
-                raise ChecksumMismatch(f"object {expected_sha256} is damaged (sha256 {actual}) and unsafe: {failure}")
-            raise failure
-        if zstd_rc != 0 or (failure is not None and actual != expected_sha256):
-            raise ChecksumMismatch(f"object {expected_sha256} is damaged: zstd could not decompress it "
-                                   f"({_stderr_text(zstd_err) or 'exit %d' % zstd_rc}); restore from another snapshot")
-        if failure is not None:
-            raise ArchiveError(f"extraction failed: {failure}; tar said: {_stderr_text(tar_err)}")
         if actual != expected_sha256:
             raise ChecksumMismatch(f"object {expected_sha256} is damaged: its bytes hash to {actual}; "
                                    "restore from another snapshot or copy")
+        if zstd_rc > 0:  # zstd failed by itself (a negative code is our kill after another failure)
+            raise ChecksumMismatch(f"object {expected_sha256} is damaged: zstd could not decompress it "
+                                   f"({_stderr_text(zstd_err) or 'exit %d' % zstd_rc}); restore from another snapshot")
+        if isinstance(failure, UnsafeArchive):
+            raise failure
+        if failure is not None or zstd_rc != 0:
+            raise ArchiveError(f"extraction failed: {failure or 'zstd exit %d' % zstd_rc}; "
+                               f"tar said: {_stderr_text(tar_err)}")
         if tar_rc != 0:
             raise ArchiveError(f"tar failed extracting into {dest} (exit {tar_rc}): {_stderr_text(tar_err)}")
     return {"members": checker.members, "seconds": round(time.monotonic() - started, 3)}

@@ -160,7 +160,8 @@ def select(manifests: list[dict[str, Any]], host: str | None = None, unit: str |
     for man in manifests:
         if host and man.get("host") != host:
             continue
-        if unit and not any(u["id"] == unit or u.get("source", {}).get("name") == unit for u in man.get("units", [])):
+        if unit and not any(unit in (u["id"], (u.get("source") or {}).get("name"), (u.get("source") or {}).get("path"))
+                            for u in man.get("units", [])):
             continue
         if tag and tag not in man.get("tags", []):
             continue

@@ -29,7 +29,7 @@ class Repository:
             if store.exists(mf.MARKER_KEY):
                 self.marker = mf.check_marker(store.read_bytes(mf.MARKER_KEY), store.url)
             elif create:
-                if any(True for _ in store.list(mf.SNAPSHOTS_PREFIX)):
+                if next(iter(store.list(mf.SNAPSHOTS_PREFIX)), None) is not None:
                     raise RepositoryError(f"{store.url} holds snapshots but no {mf.MARKER_KEY}: it is damaged; "
                                           "restore the marker file from a copy rather than writing into it")
                 self.marker = mf.marker(mf.iso(mf.utc_now()))

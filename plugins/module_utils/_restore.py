@@ -48,7 +48,7 @@ def stamp() -> str:
 def _nonempty(path: str) -> bool:
     try:
         with os.scandir(path) as it:
-            return any(True for _ in it)
+            return next(it, None) is not None
     except FileNotFoundError:
         return False
 

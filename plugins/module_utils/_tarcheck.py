@@ -245,7 +245,8 @@ class TarChecker:
             self._check_not_through_symlink(linkname, target, what="hard link target")
             if target not in self._seen:
                 raise UnsafeArchive(f"hard link {name!r} points to {linkname!r}, which is not an earlier member")
-        if typeflag == SYMLINK:
+        if typeflag == SYMLINK or (typeflag == HARDLINK and target in self._symlinks):
+            # A hard link to a symlink is that symlink under another name.
             self._symlinks.add(parts)
         else:
             self._symlinks.discard(parts)

@@ -23,10 +23,10 @@ description:
   - "Objects are stored by the sha256 of their bytes, so identical captures are stored once. A
     unit whose metadata (inodes, sizes, mtimes, ctimes, modes, owners of every entry) is unchanged
     since its last capture in the repository is not read again: the earlier object is reused."
-  - A unit that fails is reported in RV(failed) and the module fails after all other units were
+  - A unit that fails is reported in RV(failed_units) and the module fails after all other units were
     captured and every container is running again. If no unit was captured, no snapshot is written.
 author:
-  - lifeboat.docker developers
+  - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
@@ -36,6 +36,7 @@ attributes:
     description: Says what would be captured and which containers would be stopped; touches nothing.
   diff_mode:
     support: none
+    description: Nothing to compare.
   idempotent:
     support: none
     description: Every run writes a new snapshot (unchanged data costs no new objects).
@@ -162,13 +163,15 @@ units:
       description: Snapshot whose object was reused because nothing changed, or V(null).
       type: str
     failed:
-      description: V(true) when the unit failed (see RV(failed)).
+      description: V(true) when the unit failed (see RV(failed_units)).
       type: bool
     error:
       description: Why the unit failed.
       type: str
-failed:
-  description: Units that could not be captured, with the reason.
+failed_units:
+  description:
+    - Units that could not be captured, with the reason.
+    - Not named C(failed), which Ansible reserves for the task's own failure flag.
   returned: always
   type: list
   elements: dict
@@ -231,7 +234,7 @@ def main() -> None:
                              "(smallest), or 20-22 with much memory")
     client = client_for(module)
     result = {"changed": False, "snapshot_id": None, "repository": params["repository"], "complete": False,
-              "units": {}, "failed": [], "repaired": [], "cleaned": []}
+              "units": {}, "failed_units": [], "repaired": [], "cleaned": []}
     try:
         with TerminationGuard():
             if not module.check_mode:
@@ -260,12 +263,15 @@ def main() -> None:
         module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg=f"snapshot failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
-    result.update(outcome, changed=outcome["snapshot_id"] is not None)
-    if outcome["failed"]:
-        names = "; ".join(f"{f['id']}: {f['error']}" for f in outcome["failed"])
+    # Ansible reserves `failed` for the task's failure flag: the units go out as failed_units.
+    outcome = dict(outcome)
+    failed_units = outcome.pop("failed")
+    result.update(outcome, failed_units=failed_units, changed=outcome["snapshot_id"] is not None)
+    if result["failed_units"]:
+        names = "; ".join(f"{f['id']}: {f['error']}" for f in result["failed_units"])
         where = f"snapshot {outcome['snapshot_id']} lists the others as incomplete" if outcome["snapshot_id"] \
             else "no snapshot was written"
-        module.fail_json(msg=f"{len(outcome['failed'])} unit(s) failed ({where}): {names}", **result)
+        module.fail_json(msg=f"{len(result['failed_units'])} unit(s) failed ({where}): {names}", **result)
     module.exit_json(**result)
 
 

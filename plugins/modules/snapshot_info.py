@@ -17,7 +17,7 @@ description:
   - A problem is reported for the snapshot and unit it concerns (RV(snapshots[].problems)); the
     listing itself does not fail.
 author:
-  - lifeboat.docker developers
+  - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
@@ -27,8 +27,10 @@ attributes:
     description: Reads only (the restart of containers left stopped by a killed run is skipped).
   diff_mode:
     support: none
+    description: Nothing to compare.
   idempotent:
     support: full
+    description: Lists and reads only.
 options:
   host:
     description: Only snapshots of this host.

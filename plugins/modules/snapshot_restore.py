@@ -22,7 +22,7 @@ description:
   - A missing target volume is created with the recorded labels (plain local volumes only).
   - A non-empty target is replaced only with O(force=true).
 author:
-  - lifeboat.docker developers
+  - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
