@@ -46,7 +46,9 @@ DATA_DIRS = {
     "redis": ("/data", "/var/lib/redis", "/bitnami/redis"),
     "mongodb": ("/data/db", "/data/configdb", "/var/lib/mongodb", "/bitnami/mongodb"),
 }
-POLICY_SETTINGS = ("confidential", "engine", "exclude", "order", "reason", "skip", "strategy")
+POLICY_SETTINGS = ("confidential", "engine", "exclude", "hook_timeout", "on_error", "order", "post", "pre",
+                   "reason", "skip", "strategy")
+HOOK_ON_ERROR = ("fail", "continue")
 ACTIVE_STATES = ("running", "paused", "restarting")
 NEVER_STARTED = "0001-01-01T00:00:00Z"
 
@@ -341,6 +343,23 @@ def validate_policy(policy: Any) -> dict[str, dict[str, Any]]:
             entry["confidential"] = conf
         if value.get("reason") is not None:
             entry["reason"] = str(value["reason"])
+        for phase in ("pre", "post"):
+            if value.get(phase) is not None:
+                if not isinstance(value[phase], str) or not value[phase].strip():
+                    raise PolicyError(f"{where}: {phase} must be a shell command (a string)")
+                entry[phase] = value[phase]
+        if value.get("hook_timeout") is not None:
+            try:
+                entry["hook_timeout"] = int(value["hook_timeout"])
+            except (TypeError, ValueError):
+                entry["hook_timeout"] = 0
+            if isinstance(value["hook_timeout"], bool) or entry["hook_timeout"] <= 0:
+                raise PolicyError(f"{where}: hook_timeout must be a positive number of seconds, "
+                                  f"got {value['hook_timeout']!r}")
+        if value.get("on_error") is not None:
+            if value["on_error"] not in HOOK_ON_ERROR:
+                raise PolicyError(f"{where}: on_error must be fail or continue, got {value['on_error']!r}")
+            entry["on_error"] = value["on_error"]
         if key in result:
             raise PolicyError(f"{where} appears twice (after normalising trailing slashes)")
         result[key] = entry
@@ -1197,6 +1216,12 @@ def build_inventory(raw: dict[str, Any], scans: dict[str, dict[str, Any]] | None
     """
     planner = _Planner(raw, scans, policy, include_sizes)
     result = planner.plan(dump_tools)
+    for unit in result["units"]:
+        if unit["kind"] == "database":
+            unit["tool"] = ((dump_tools or {}).get(unit["container"]) or {}).get("tool")
+        _key, entry = match_policy(policy or {}, [unit["id"], unit["source"]])
+        hooks = {k: (entry or {}).get(k) for k in ("pre", "post", "hook_timeout", "on_error")}
+        unit["hooks"] = hooks if hooks["pre"] or hooks["post"] else None
     if undeclared == "warn":
         for item in result["undeclared"]:
             result["findings"].append({

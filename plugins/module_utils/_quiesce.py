@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import threading
 import time
 from typing import Any
 
@@ -68,17 +69,20 @@ class Journal:
             "pid": self.pid, "process_start": process_start(self.pid), "operation": operation,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "containers": [],
         }
+        self._lock = threading.Lock()  # units captured in parallel share one journal
 
     def record(self, container_id: str, name: str, action: str) -> None:
-        self.doc["containers"].append({"id": container_id, "name": name, "action": action})
-        _write_atomic(self.path, self.doc)
+        with self._lock:
+            self.doc["containers"].append({"id": container_id, "name": name, "action": action})
+            _write_atomic(self.path, self.doc)
 
     def done(self, container_id: str) -> None:
-        self.doc["containers"] = [c for c in self.doc["containers"] if c["id"] != container_id]
-        if self.doc["containers"]:
-            _write_atomic(self.path, self.doc)
-        else:
-            self.close()
+        with self._lock:
+            self.doc["containers"] = [c for c in self.doc["containers"] if c["id"] != container_id]
+            if self.doc["containers"]:
+                _write_atomic(self.path, self.doc)
+            else:
+                self.close()
 
     def close(self) -> None:
         try:

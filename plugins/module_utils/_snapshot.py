@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
@@ -23,11 +24,15 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
     walk,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
+from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpError, capture_dump
+from ansible_collections.lifeboat.docker.plugins.module_utils._hooks import plan_hooks, run_hooks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
+from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 
-STRATEGIES_AVAILABLE = ("stop", "live", "skip")
+STRATEGIES_AVAILABLE = ("dump", "stop", "pause", "live", "skip")
+QUIESCE_ACTIONS = {"stop": "stop", "pause": "pause"}
 UNIT_KEYS = ("id", "kind", "source", "strategy")
 
 
@@ -37,6 +42,41 @@ class SelectionError(ValueError):
 
 class UnitFailed(Exception):
     """One unit could not be captured; the others go on."""
+
+    hooks: list[dict[str, Any]] = []
+
+
+def quiesced_containers(unit: dict[str, Any]) -> list[str]:
+    """Containers a unit stops or pauses, or whose database it dumps: what it must own alone."""
+    if unit.get("strategy") in QUIESCE_ACTIONS:
+        return list(unit.get("containers") or [])
+    if unit.get("strategy") == "dump" and unit.get("container"):
+        return [unit["container"]]
+    return []
+
+
+def group_units(units: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Units that share a container to quiesce form one group (captured one after the other);
+    groups are independent and may run in parallel. Stable order: by first unit id."""
+    parent = list(range(len(units)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, unit in enumerate(units):
+        for name in quiesced_containers(unit):
+            if name in owner:
+                parent[find(i)] = find(owner[name])
+            else:
+                owner[name] = i
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for i, unit in enumerate(units):
+        groups.setdefault(find(i), []).append(unit)
+    return sorted(groups.values(), key=lambda g: g[0]["id"])
 
 
 def _norm_path(path: str) -> str:
@@ -226,14 +266,76 @@ class SnapshotRun:
         return sha, len(data), self.repo.commit_object(writer, sha)
 
     # -- one unit --------------------------------------------------------------------------------
-    def capture_unit(self, unit: dict[str, Any], journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(manifest entry, result entry) of one unit, or UnitFailed."""
-        started = time.monotonic()
+    def running_users(self, unit: dict[str, Any]) -> list[str]:
+        return [spec["name"] for spec in self.specs_using(unit)
+                if ((self.containers_by_name.get(spec["name"]) or {}).get("State") or {}).get("Status") == "running"]
+
+    def capture_unit(self, unit: dict[str, Any], journal: Journal, client=None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(manifest entry, result entry) of one unit, or UnitFailed (with .hooks)."""
+        client = client or self.client
         strategy = unit["strategy"]
         if strategy not in STRATEGIES_AVAILABLE:
-            raise UnitFailed(f"strategy {strategy!r} is not available in this version of lifeboat.docker "
-                             f"(available: {', '.join(STRATEGIES_AVAILABLE)}); capture the data volume with "
-                             "strategy stop instead")
+            raise UnitFailed(f"unknown strategy {strategy!r} (available: {', '.join(STRATEGIES_AVAILABLE)})")
+        labels_of = {n: ((a.get("Config") or {}).get("Labels") or {}) for n, a in self.containers_by_name.items()}
+        users = self.running_users(unit) if unit["kind"] != "database" else []
+        hooks = plan_hooks(unit, labels_of, users)
+        record: list[dict[str, Any]] = []
+        failure: BaseException | None = None
+        outcome = None
+        why = run_hooks(client, hooks, "pre", record)
+        if why:
+            failure = UnitFailed(f"not captured: {why}")
+        else:
+            try:
+                if strategy == "dump":
+                    outcome = self._capture_dump(unit, client)
+                else:
+                    outcome = self._capture_files(unit, journal, client)
+            except (UnitFailed, ArchiveError, StoreError, DumpError, DockerException, OSError) as exc:
+                failure = exc
+        why_post = run_hooks(client, hooks, "post", record)
+        if failure is None and why_post:
+            failure = UnitFailed(f"captured, but {why_post}")
+        if failure is not None:
+            exc = failure if isinstance(failure, UnitFailed) else UnitFailed(str(failure))
+            exc.hooks = record
+            raise exc
+        entry, result = outcome
+        if record:
+            entry["hooks"] = [{k: v for k, v in h.items() if k != "output"} for h in record]
+            result["hooks"] = record
+        return entry, result
+
+    def _capture_dump(self, unit: dict[str, Any], client) -> tuple[dict[str, Any], dict[str, Any]]:
+        started = time.monotonic()
+        name, engine = unit.get("container"), unit.get("engine")
+        attrs = self.containers_by_name.get(name or "")
+        if attrs is None:
+            raise UnitFailed(f"database container {name!r} does not exist on this host")
+        status = client.containers.get(name).status
+        if status != "running":
+            raise UnitFailed(f"{name} is {status}: a dump needs the database running; start it, or capture its "
+                             "data volume with strategy live while it is stopped")
+        dump = capture_dump(client, self.repo, name, attrs, engine, unit.get("tool"), self.level)
+        seconds = round(time.monotonic() - started, 3)
+        entry = {
+            "id": unit["id"], "kind": "database", "strategy": "dump", "engine": engine,
+            "source": {"type": "database", "container": name, "engine": engine, "volume": unit.get("volume")},
+            "reason": unit.get("reason"), "confidential": bool(unit.get("confidential")), "excludes": [],
+            "containers": [container_spec(attrs, self.image_digests)], "object": dump["object"], "index": None,
+            "files": 0, "dirs": 0, "others": 0, "bytes": dump["bytes"], "row_counts": dump["row_counts"],
+            "command": dump["command"], "reused_from": None, "quiesced": [], "seconds": seconds,
+        }
+        result = {"strategy": "dump", "bytes_read": dump["bytes"], "bytes": dump["bytes"],
+                  "bytes_stored": dump["object"]["size"], "new_bytes_stored": dump["object"]["size"] if dump["new"] else 0,
+                  "files": 0, "sha256": dump["object"]["sha256"], "seconds": seconds, "downtime": {},
+                  "reused_from": None, "tables": sum(len(t) for t in dump["row_counts"].values()),
+                  "rows": sum(sum(t.values()) for t in dump["row_counts"].values())}
+        return entry, result
+
+    def _capture_files(self, unit: dict[str, Any], journal: Journal, client) -> tuple[dict[str, Any], dict[str, Any]]:
+        started = time.monotonic()
+        strategy = unit["strategy"]
         source, where = unit_source(unit, self.raw)
         excludes = list(unit.get("exclude") or [])
         entry: dict[str, Any] = {
@@ -241,14 +343,15 @@ class SnapshotRun:
             "source": source, "reason": unit.get("reason"), "confidential": bool(unit.get("confidential")),
             "excludes": excludes, "containers": self.specs_using(unit),
         }
-        to_stop = list(unit.get("containers") or []) if strategy == "stop" else []
-        quiesce = Quiesced(self.client, to_stop, journal, "stop", self.stop_timeout)
+        action = QUIESCE_ACTIONS.get(strategy, "stop")
+        to_quiesce = list(unit.get("containers") or []) if strategy in QUIESCE_ACTIONS else []
+        quiesce = Quiesced(client, to_quiesce, journal, action, self.stop_timeout)
         reused = None
         with quiesce:
             scan = walk(where, excludes)
             prev = self.previous_units().get(unit["id"])
             if prev and prev.get("fingerprint") == scan.fingerprint and prev.get("source") == source \
-                    and prev.get("excludes", []) == excludes \
+                    and prev.get("excludes", []) == excludes and prev.get("index") \
                     and self.repo.has_object(prev["object"]["sha256"]) and self.repo.has_object(prev["index"]["sha256"]):
                 reused = prev
                 obj = dict(prev["object"])
@@ -268,9 +371,10 @@ class SnapshotRun:
                 bytes_read = scan.bytes
                 tar_warnings = cap["tar_warnings"]
         if quiesce.start_failures:
+            verb = "start" if action == "stop" else "unpause"
             names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
-            raise UnitFailed(f"captured, but these containers did not start again: {names}; start them by hand "
-                             "(docker start NAME) and check their logs")
+            raise UnitFailed(f"captured, but these containers did not {verb} again: {names}; {verb} them by hand "
+                             f"(docker {verb} NAME) and check their logs")
         if reused:
             index = dict(reused["index"])
         else:
@@ -280,7 +384,7 @@ class SnapshotRun:
         entry.update(
             object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,
             fingerprint=scan.fingerprint, reused_from=reused["snapshot"] if reused else None,
-            quiesced=[{"name": n, "action": "stop", "seconds": s} for n, s in quiesce.downtime.items()],
+            quiesced=[{"name": n, "action": action, "seconds": s} for n, s in quiesce.downtime.items()],
             seconds=seconds, tar_warnings=tar_warnings,
         )
         result = {"strategy": strategy, "bytes_read": bytes_read, "bytes": scan.bytes, "bytes_stored": obj["size"],
@@ -290,28 +394,69 @@ class SnapshotRun:
         return entry, result
 
     # -- the whole snapshot ----------------------------------------------------------------------
-    def run(self, units: list[dict[str, Any]]) -> dict[str, Any]:
+    def _run_group(self, group: list[dict[str, Any]], journal: Journal, lock_timeout: float,
+                   client_factory: Callable[[], Any] | None) -> list[tuple[dict[str, Any], Any, Any]]:
+        """Capture a group's units one after the other, holding their locks. Returns
+        (unit, (entry, result) or None, failure dict or None) per unit."""
+        client = client_factory() if client_factory else self.client
+        names = [f"unit:{u['id']}" for u in group]
+        names += sorted({f"container:{c}" for u in group for c in quiesced_containers(u)})
+        out: list[tuple[dict[str, Any], Any, Any]] = []
+        try:
+            locks = LockSet(names, f"snapshot {self.snapshot_id}", lock_timeout).__enter__()
+        except LockTimeout as exc:
+            return [(u, None, {"id": u["id"], "error": str(exc)}) for u in group]
+        try:
+            for unit in group:
+                if unit["strategy"] == "skip":
+                    out.append((unit, ({"id": unit["id"], "kind": unit["kind"], "strategy": "skip",
+                                        "reason": unit.get("reason"), "object": None},
+                                       {"strategy": "skip", "reason": unit.get("reason")}), None))
+                    continue
+                try:
+                    entry, result = self.capture_unit(unit, journal, client)
+                    result["lock_wait"] = locks.waited
+                    out.append((unit, (entry, result), None))
+                except UnitFailed as exc:
+                    out.append((unit, None, {"id": unit["id"], "error": str(exc), "hooks": exc.hooks}))
+        finally:
+            locks.release()
+        return out
+
+    def run(self, units: list[dict[str, Any]], parallel: int = 1, lock_timeout: float = 600,
+            client_factory: Callable[[], Any] | None = None) -> dict[str, Any]:
         journal = Journal(f"snapshot {self.snapshot_id}")
         entries: list[dict[str, Any]] = []
         results: dict[str, dict[str, Any]] = {}
-        failed: list[dict[str, str]] = []
+        failed: list[dict[str, Any]] = []
+        groups = group_units(units)
+        outcomes: list[tuple[dict[str, Any], Any, Any]] = []
+        self.previous_units()  # read once, before worker threads look at it
         try:
-            for unit in units:
-                if unit["strategy"] == "skip":
-                    results[unit["id"]] = {"strategy": "skip", "reason": unit.get("reason")}
-                    entries.append({"id": unit["id"], "kind": unit["kind"], "strategy": "skip",
-                                    "reason": unit.get("reason"), "object": None})
-                    continue
-                try:
-                    entry, result = self.capture_unit(unit, journal)
-                except (UnitFailed, ArchiveError, StoreError, DockerException, OSError) as exc:
-                    failed.append({"id": unit["id"], "error": str(exc)})
-                    results[unit["id"]] = {"strategy": unit["strategy"], "failed": True, "error": str(exc)}
-                    continue
-                entries.append(entry)
-                results[unit["id"]] = result
+            # Snapshots share the repository; a prune (exclusive) waits for them.
+            with Lock(f"repository:{self.repo.url}", f"snapshot {self.snapshot_id}", lock_timeout, shared=True):
+                workers = max(1, min(parallel, len(groups)))
+                if workers == 1:
+                    for group in groups:
+                        outcomes += self._run_group(group, journal, lock_timeout, None)
+                else:
+                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lifeboat") as pool:
+                        futures = [pool.submit(self._run_group, g, journal, lock_timeout, client_factory)
+                                   for g in groups]
+                        for future in futures:
+                            outcomes += future.result()
+        except LockTimeout as exc:
+            outcomes = [(u, None, {"id": u["id"], "error": str(exc)}) for u in units]
         finally:
             journal.close()
+        for unit, done, failure in sorted(outcomes, key=lambda o: o[0]["id"]):
+            if failure:
+                failed.append({"id": failure["id"], "error": failure["error"]})
+                results[unit["id"]] = {"strategy": unit["strategy"], "failed": True, "error": failure["error"],
+                                       "hooks": failure.get("hooks") or []}
+            else:
+                entries.append(done[0])
+                results[unit["id"]] = done[1]
         captured = [e for e in entries if e.get("object")]
         manifest = None
         if captured:
@@ -323,4 +468,4 @@ class SnapshotRun:
             }
             self.repo.write_manifest(manifest)
         return {"snapshot_id": self.snapshot_id if manifest else None, "complete": bool(manifest) and not failed,
-                "units": results, "failed": failed, "host": self.host}
+                "units": results, "failed": failed, "host": self.host, "groups": len(groups)}

@@ -12,11 +12,24 @@ description:
   - Captures units (volumes and host paths) with GNU tar and multi-threaded zstd, streamed into a
     self-describing repository, and writes the snapshot's manifest last, so that a snapshot is
     listed only once it is complete.
-  - "Strategies: V(stop) stops the containers that write to the unit (dependents first), captures,
-    and starts them again in reverse order as soon as the capture is done, also when it failed;
-    V(live) copies as it is (data nothing writes to); V(skip) records the unit as not captured.
-    Database dumps (V(dump)) and V(pause) are not in this version: such units fail with a message
-    saying so, and the other units are still captured."
+  - "Strategies: V(dump) streams the database's native dump from C(docker exec) into the
+    repository while it runs (PostgreSQL C(pg_dumpall), MariaDB/MySQL C(mariadb-dump
+    --single-transaction), Redis C(redis-cli --rdb), MongoDB C(mongodump --archive)); credentials
+    come from the container's environment as the official images define it and are never recorded;
+    a dump that fails or writes nothing fails the unit, and table row counts are read from the dump
+    stream for the check after a restore. V(stop) stops the containers that write to the unit
+    (dependents first), captures, and starts them again in reverse order as soon as the capture is
+    done, also when it failed; V(pause) pauses and unpauses them the same way; V(live) copies as
+    it is (data nothing writes to); V(skip) records the unit as not captured."
+  - "Hooks: labels C(lifeboat.pre) / C(lifeboat.post) on a container (with C(lifeboat.hook_timeout)
+    and C(lifeboat.on_error)), or the same keys in the data_inventory policy, run a command with
+    C(sh -c) in the unit's containers before quiescing and after they run again; post hooks run
+    even when the capture failed. A failing or timed-out hook fails the unit unless on_error is
+    V(continue)."
+  - "Locks: each unit, each container to quiesce and (shared) the repository are locked with
+    flock(2) in /var/lib/lifeboat/locks, so that backups and restores run side by side but never two
+    on the same unit; a run that waits longer than O(lock_timeout) fails the unit naming the holder.
+    Units that share containers are captured one after the other; independent ones in parallel."
   - Before stopping anything the module records it in a journal on the host. If the module is
     killed (even with SIGKILL), the next run of any lifeboat module that takes a repository starts
     those containers again.
@@ -61,7 +74,13 @@ options:
   strategy:
     description: Strategy for O(volumes) and O(paths), instead of what data_inventory would choose.
     type: str
-    choices: [stop, live, skip]
+    choices: [stop, pause, live, skip]
+  parallel:
+    description:
+      - How many independent units (groups of units sharing containers) to capture at once.
+      - V(0) means the number of CPU cores.
+    type: int
+    default: 0
   compression_level:
     description: zstd compression level (1 fastest, 19 smallest; 20-22 need much memory).
     type: int
@@ -75,6 +94,10 @@ options:
     description: Seconds a container gets to stop before it is killed (as C(docker stop -t)).
     type: int
     default: 30
+  lock_timeout:
+    description: Seconds to wait for a unit, container or repository that another run holds.
+    type: int
+    default: 600
 """
 
 EXAMPLES = r"""
@@ -195,6 +218,7 @@ cleaned:
   elements: str
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -203,6 +227,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
+    connect,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
@@ -222,13 +247,17 @@ def main() -> None:
         units={"type": "list", "elements": "raw"},
         volumes={"type": "list", "elements": "str"},
         paths={"type": "list", "elements": "str"},
-        strategy={"type": "str", "choices": ["stop", "live", "skip"]},
+        strategy={"type": "str", "choices": ["stop", "pause", "live", "skip"]},
+        parallel={"type": "int", "default": 0},
+        lock_timeout={"type": "int", "default": 600},
         compression_level={"type": "int", "default": 3},
         tags={"type": "list", "elements": "str", "default": []},
         stop_timeout={"type": "int", "default": 30},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    if params["parallel"] < 0 or params["lock_timeout"] < 0:
+        module.fail_json(msg="parallel and lock_timeout must be 0 or more")
     if not 1 <= params["compression_level"] <= 22:
         module.fail_json(msg=f"compression_level {params['compression_level']} is out of range: use 1 (fastest) to 19 "
                              "(smallest), or 20-22 with much memory")
@@ -256,7 +285,9 @@ def main() -> None:
                               stop_timeout=params["stop_timeout"], collection_version=COLLECTION_VERSION,
                               docker_version={"version": version.get("Version"),
                                               "api_version": version.get("ApiVersion")})
-            outcome = run.run(units)
+            parallel = params["parallel"] or os.cpu_count() or 1
+            outcome = run.run(units, parallel=parallel, lock_timeout=params["lock_timeout"],
+                              client_factory=lambda: connect(params))
     except (SelectionError, RepositoryError) as exc:
         module.fail_json(msg=str(exc), **result)
     except DockerException as exc:

@@ -13,7 +13,8 @@ description:
     without its manifest does not exist), newest first, with filters."
   - O(verify=checksum) reads every object of the listed snapshots and checks its sha256.
     O(verify=restore) also extracts each unit into a scratch directory, through the same checks as
-    a restore, and compares files, sizes, modes and owners with the unit's index.
+    a restore, and compares files, sizes, modes and owners with the unit's index; a database dump
+    is decompressed completely and its size compared with the manifest.
   - A problem is reported for the snapshot and unit it concerns (RV(snapshots[].problems)); the
     listing itself does not fail.
 author:
@@ -143,6 +144,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpError, object_chunks
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     DOCKER_COMMON_ARGS,
     DockerException,
@@ -180,6 +182,14 @@ def check_objects(repo, unit: dict, seen: dict) -> list[str]:
 
 
 def check_restore(repo, unit: dict, scratch_dir: str) -> list[str]:
+    if unit.get("kind") == "database":  # a dump: it must decompress completely, and not be empty
+        try:
+            size = sum(len(chunk) for chunk in object_chunks(repo, unit["object"]["sha256"]))
+        except (DumpError, StoreError) as exc:
+            return [str(exc)]
+        if unit.get("bytes") is not None and size != unit["bytes"]:
+            return [f"the dump decompresses to {size} bytes, the manifest says {unit['bytes']}"]
+        return []
     scratch = tempfile.mkdtemp(prefix="lifeboat-verify-", dir=scratch_dir)
     try:
         target = os.path.join(scratch, "tree")

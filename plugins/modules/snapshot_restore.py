@@ -21,6 +21,17 @@ description:
     The old content is kept and reported in RV(previous); remove it when you no longer need it.
   - A missing target volume is created with the recorded labels (plain local volumes only).
   - A non-empty target is replaced only with O(force=true).
+  - "Database units (dumps) are restored into a running container of the same engine: by default
+    the one they were dumped from, or O(target_container). The object's sha256 is checked first. A
+    target that already holds databases (or Redis keys) needs O(force=true); then its current
+    content is first dumped into the repository as a snapshot tagged V(pre-restore) (reported in
+    RV(previous)), then replaced. PostgreSQL dumps are replayed with C(psql), MariaDB/MySQL with
+    C(mariadb)/C(mysql), MongoDB with C(mongorestore --archive --drop); a Redis RDB is placed in
+    the server's data directory while the server is stopped, then the server is started (not
+    with C(appendonly yes)). Afterwards every table's row count is compared with the count read
+    from the dump at dump time."
+  - The unit and the containers it stops are locked against other lifeboat runs (see
+    M(lifeboat.docker.snapshot)); a run holding them longer than O(lock_timeout) is named in the error.
 author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
@@ -54,6 +65,11 @@ options:
   target_path:
     description: Restore into this host directory instead (created if missing).
     type: path
+  target_container:
+    description:
+      - For database units, the running container to restore into (same engine); by default the
+        container the dump was taken from.
+    type: str
   force:
     description: Replace a target that is not empty (its content is kept aside, see RV(previous)).
     type: bool
@@ -72,6 +88,10 @@ options:
     description: Seconds a container gets to stop before it is killed.
     type: int
     default: 30
+  lock_timeout:
+    description: Seconds to wait for a unit or container that another lifeboat run holds.
+    type: int
+    default: 600
 """
 
 EXAMPLES = r"""
@@ -85,6 +105,11 @@ EXAMPLES = r"""
     snapshot: 20261120T020000Z-web1-3fa2c1
     unit: app_uploads
     target_volume: app_uploads_20261120
+
+- name: Restore the newest PostgreSQL dump into a fresh server
+  lifeboat.docker.snapshot_restore:
+    unit: db:postgres_db
+    target_container: postgres_new
 
 - name: Restore a host path into another directory
   lifeboat.docker.snapshot_restore:
@@ -117,7 +142,9 @@ created:
   returned: success
   type: bool
 previous:
-  description: Where the old content was kept (a volume name or a path), or V(null) if the target was empty.
+  description:
+    - Where the old content was kept (a volume name or a path), or V(null) if the target was empty.
+    - For database units, the id of the snapshot holding the target's content from before the restore.
   returned: success
   type: str
   sample: app_uploads.pre-restore-20261122T113000Z
@@ -142,6 +169,15 @@ verified:
   description: Whether the tree was compared with the index before the swap.
   returned: success
   type: bool
+row_counts:
+  description: For database units, the row count of each table at dump time, per database.
+  returned: success, database units
+  type: dict
+  sample: {shop: {'"public"."orders"': 1200}}
+engine:
+  description: For database units, the database engine.
+  returned: success, database units
+  type: str
 seconds:
   description: Seconds the restore took.
   returned: success
@@ -170,8 +206,10 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
+from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
     RestoreError,
     RestoreRun,
@@ -192,6 +230,57 @@ def _tree_summary(path: str | None) -> dict:
     return {"files": scan.files, "bytes": scan.bytes}
 
 
+def restore_files(module, client, repo, raw, manifest, unit, result):
+    params = module.params
+    if params["target_container"]:
+        module.fail_json(msg=f"target_container is for database units; {unit['id']} is a {unit['kind']} unit: "
+                             "use target_volume or target_path", **result)
+    plan = plan_restore(unit, raw, params["target_volume"], params["target_path"])
+    result.update(snapshot_id=manifest["id"], unit=unit["id"], target=plan["target"], target_type=plan["kind"])
+    if module._diff:
+        result["diff"] = {"before": _tree_summary(plan["data_dir"] if plan["exists"] else None),
+                          "after": {"files": unit.get("files"), "bytes": unit.get("bytes")},
+                          "before_header": f"{plan['kind']} {plan['target']}",
+                          "after_header": f"{unit['id']} of {manifest['id']}"}
+    if module.check_mode:
+        if plan["nonempty"] and not params["force"]:
+            module.fail_json(msg=f"the target {plan['kind']} {plan['target']} is not empty: set force: true "
+                                 "to replace its content (the current content is kept aside)", **result)
+        result["plan"] = {"target": plan["target"], "target_type": plan["kind"], "exists": plan["exists"],
+                          "nonempty": plan["nonempty"], "needs_force": plan["nonempty"],
+                          "create_volume": plan["create_volume"],
+                          "stop": [u["name"] for u in plan["users"] if u["state"] in ("running", "restarting", "paused")]}
+        result["changed"] = True
+        module.exit_json(**result)
+    names = [f"unit:{unit['id']}"] + [f"container:{u['name']}" for u in plan["users"]]
+    if plan["target"] != ((unit.get("source") or {}).get("name") or (unit.get("source") or {}).get("path")):
+        names.append(f"target:{plan['kind']}:{plan['target']}")
+    with LockSet(names, f"restore {unit['id']} from {manifest['id']}", params["lock_timeout"]):
+        return RestoreRun(client, repo, raw, params["stop_timeout"]).run(
+            manifest, unit, plan, params["force"], params["verify"], params["allow_devices"])
+
+
+def restore_database(module, client, repo, raw, manifest, unit, result):
+    params = module.params
+    if params["target_volume"] or params["target_path"]:
+        module.fail_json(msg=f"{unit['id']} is a database dump: restore it into a running container with "
+                             "target_container, not into a volume or path", **result)
+    runner = DbRestoreRun(client, repo, raw, params["stop_timeout"])
+    plan = runner.plan(unit, params["target_container"])
+    result.update(snapshot_id=manifest["id"], unit=unit["id"], target=plan["target"], target_type="container")
+    if module.check_mode:
+        if plan["existing"] and not params["force"]:
+            module.fail_json(msg=f"container {plan['target']} already holds {', '.join(plan['existing'])}: set "
+                                 "force: true to replace them (their content is dumped first)", **result)
+        result["plan"] = {"target": plan["target"], "target_type": "container", "engine": plan["engine"],
+                          "existing": plan["existing"], "needs_force": bool(plan["existing"])}
+        result["changed"] = True
+        module.exit_json(**result)
+    names = [f"unit:{unit['id']}", f"container:{plan['target']}"]
+    with LockSet(names, f"restore {unit['id']} from {manifest['id']}", params["lock_timeout"]):
+        return runner.run(manifest, unit, plan, params["force"], params["verify"])
+
+
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
     argument_spec.update(
@@ -201,10 +290,12 @@ def main() -> None:
         unit={"type": "str", "required": True},
         target_volume={"type": "str"},
         target_path={"type": "path"},
+        target_container={"type": "str"},
         force={"type": "bool", "default": False},
         verify={"type": "bool", "default": True},
         allow_devices={"type": "bool", "default": False},
         stop_timeout={"type": "int", "default": 30},
+        lock_timeout={"type": "int", "default": 600},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("target_volume", "target_path")])
@@ -221,30 +312,14 @@ def main() -> None:
             manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
             unit = resolve_unit(manifest, wanted)
             raw = read_engine(client)
-            plan = plan_restore(unit, raw, params["target_volume"], params["target_path"])
-            result.update(snapshot_id=manifest["id"], unit=unit["id"], target=plan["target"],
-                          target_type=plan["kind"])
-            if module._diff:
-                result["diff"] = {"before": _tree_summary(plan["data_dir"] if plan["exists"] else None),
-                                  "after": {"files": unit.get("files"), "bytes": unit.get("bytes")},
-                                  "before_header": f"{plan['kind']} {plan['target']}",
-                                  "after_header": f"{unit['id']} of {manifest['id']}"}
-            if module.check_mode:
-                if plan["nonempty"] and not params["force"]:
-                    module.fail_json(msg=f"the target {plan['kind']} {plan['target']} is not empty: set force: true "
-                                         "to replace its content (the current content is kept aside)", **result)
-                result["plan"] = {"target": plan["target"], "target_type": plan["kind"], "exists": plan["exists"],
-                                  "nonempty": plan["nonempty"], "needs_force": plan["nonempty"],
-                                  "create_volume": plan["create_volume"],
-                                  "stop": [u["name"] for u in plan["users"] if u["state"] in ("running", "restarting", "paused")]}
-                result["changed"] = True
-                module.exit_json(**result)
-            outcome = RestoreRun(client, repo, raw, params["stop_timeout"]).run(
-                manifest, unit, plan, params["force"], params["verify"], params["allow_devices"])
+            if unit.get("kind") == "database":
+                outcome = restore_database(module, client, repo, raw, manifest, unit, result)
+            else:
+                outcome = restore_files(module, client, repo, raw, manifest, unit, result)
     except UnsafeArchive as exc:
         module.fail_json(msg=f"refused: the archive of {result['unit']} is unsafe to extract ({exc}); "
                              "the target was not touched", **result)
-    except (RestoreError, RepositoryError, ArchiveError, StoreError) as exc:
+    except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError, LockTimeout) as exc:
         module.fail_json(msg=f"{exc} (the target was not touched unless this says otherwise)", **result)
     except DockerException as exc:
         module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)

@@ -334,7 +334,8 @@ def test_policy_shorthands():
     assert policy["a"]["strategy"] == "live"
     assert policy["b"]["strategy"] is None
     assert policy["/srv/x"] == {"strategy": "skip", "engine": None, "exclude": ["*.log"], "order": 3,
-                                "confidential": None, "reason": None}
+                                "confidential": None, "reason": None, "pre": None, "post": None,
+                                "hook_timeout": None, "on_error": None}
 
 
 def test_match_policy_precedence():
@@ -525,3 +526,13 @@ def test_data_container_volume_used_by_running_app_is_stopped_and_named():
     unit = units_by_id(build_inventory(data, {f"volume:{HEX}": scan()}))[f"volume:{HEX}"]
     assert (unit["strategy"], unit["containers"]) == ("stop", ["openease"])
     assert "data container user_data holds it" in unit["reason"]
+
+
+def test_policy_hooks_are_validated_and_reach_the_units():
+    policy = validate_policy({"uploads": {"pre": "sync", "post": "echo done", "hook_timeout": 5,
+                                          "on_error": "continue"}})
+    assert policy["uploads"]["pre"] == "sync" and policy["uploads"]["hook_timeout"] == 5
+    for bad, fragment in (({"pre": ""}, "shell command"), ({"hook_timeout": 0}, "positive"),
+                          ({"hook_timeout": True}, "positive"), ({"on_error": "ignore"}, "fail or continue")):
+        with pytest.raises(PolicyError, match=fragment):
+            validate_policy({"uploads": bad})

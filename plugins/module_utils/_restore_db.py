@@ -1,0 +1,246 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Restoring a database unit (a dump) into a running container of the same engine.
+
+The rule of every lifeboat restore holds here too: nothing existing is destroyed before the
+replacement is proven possible, and the old content is kept. The object's sha256 is checked
+before anything is touched; a target that already holds databases needs force, and then its
+current content is first dumped into the repository as a snapshot of its own (tag pre-restore,
+reported in `previous`); only then is it replaced. Afterwards the row counts of every table are
+compared with those read from the dump stream at dump time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
+    DumpError,
+    Spec,
+    capture_dump,
+    compare_counts,
+    count_rows,
+    env_of,
+    exec_capture,
+    exec_in,
+    object_chunks,
+    restore_spec,
+    verify_object,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+
+PG_SYSTEM_DATABASES = ("postgres", "template0", "template1")
+MY_SYSTEM_DATABASES = ("mysql", "sys", "performance_schema", "information_schema")
+
+
+class DbRestoreError(Exception):
+    """The database restore cannot go on; the message says what was (not) changed."""
+
+
+def _psql(attrs: dict[str, Any], database: str, sql: str) -> Spec:
+    env = env_of(attrs)
+    xenv = {"PGUSER": env.get("POSTGRES_USER") or "postgres"}
+    if env.get("POSTGRES_PASSWORD"):
+        xenv["PGPASSWORD"] = env["POSTGRES_PASSWORD"]
+    return Spec(["psql", "--no-password", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql], xenv)
+
+
+def _mysql(attrs: dict[str, Any], engine: str, sql: str) -> Spec:
+    env = env_of(attrs)
+    password = env.get("MARIADB_ROOT_PASSWORD") or env.get("MYSQL_ROOT_PASSWORD")
+    return Spec(["mariadb" if engine == "mariadb" else "mysql", "--user=root", "-N", "-B", "-e", sql],
+                {"MYSQL_PWD": password} if password else {})
+
+
+def _redis(attrs: dict[str, Any], *args: str) -> Spec:
+    env = env_of(attrs)
+    return Spec(["redis-cli", *args], {"REDISCLI_AUTH": env["REDIS_PASSWORD"]} if env.get("REDIS_PASSWORD") else {})
+
+
+def _run(client, container: str, spec: Spec, what: str) -> str:
+    result = exec_capture(client, container, spec, timeout=300)
+    if result["exit_code"] != 0:
+        raise DbRestoreError(f"{what} in {container} failed: {result['output'][-800:] or 'no output'}")
+    return result["output"]
+
+
+def existing_content(client, container: str, attrs: dict[str, Any], engine: str) -> list[str]:
+    """What the target already holds (databases, or Redis keys), to decide whether force is needed."""
+    if engine == "postgres":
+        names_sql = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+        tables_sql = ("SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
+                      "('pg_catalog', 'information_schema')")
+        names = _run(client, container, _psql(attrs, "postgres", names_sql), "listing databases").split()
+        tables = _run(client, container, _psql(attrs, "postgres", tables_sql), "listing tables").strip()
+        return names + (["postgres (tables)"] if tables not in ("", "0") else [])
+    if engine in ("mariadb", "mysql"):
+        names = _run(client, container, _mysql(attrs, engine, "SHOW DATABASES"), "listing databases").split()
+        return [n for n in names if n not in MY_SYSTEM_DATABASES]
+    if engine == "redis":
+        info = _run(client, container, _redis(attrs, "INFO", "keyspace"), "reading the keyspace")
+        return [line.split(":")[0] for line in info.splitlines() if line.startswith("db")]
+    if engine == "mongodb":
+        return []  # mongorestore --drop replaces what the archive holds; nothing to list here
+    raise DbRestoreError(f"lifeboat cannot restore {engine} dumps")
+
+
+def _clear(client, container: str, attrs: dict[str, Any], engine: str, existing: list[str]) -> None:
+    """Drop the user databases (their content was dumped first)."""
+    if engine == "postgres":
+        for name in existing:
+            if name == "postgres (tables)":
+                reset = "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"
+                _run(client, container, _psql(attrs, "postgres", reset), "clearing database postgres")
+                continue
+            quoted = '"' + name.replace('"', '""') + '"'
+            _run(client, container, _psql(attrs, "postgres", f"DROP DATABASE {quoted} WITH (FORCE)"),
+                 f"dropping database {name}")
+    elif engine in ("mariadb", "mysql"):
+        for name in existing:
+            _run(client, container, _mysql(attrs, engine, f"DROP DATABASE `{name.replace('`', '``')}`"),
+                 f"dropping database {name}")
+
+
+class DbRestoreRun:
+    def __init__(self, client, repo, raw: dict[str, Any], stop_timeout: int = 30) -> None:
+        self.client = client
+        self.repo = repo
+        self.raw = raw
+        self.stop_timeout = stop_timeout
+
+    def _attrs(self, name: str) -> dict[str, Any]:
+        for attrs in self.raw.get("containers") or []:
+            if (attrs.get("Name") or "").lstrip("/") == name:
+                return attrs
+        raise DbRestoreError(f"container {name} does not exist on this host: start a server of the same engine "
+                             "(same image, its environment) and give it as target_container")
+
+    def plan(self, unit: dict[str, Any], target_container: str | None) -> dict[str, Any]:
+        engine = unit.get("engine")
+        target = target_container or (unit.get("source") or {}).get("container") or unit.get("container")
+        attrs = self._attrs(target)
+        if (attrs.get("State") or {}).get("Status") != "running":
+            raise DbRestoreError(f"container {target} is not running: start it, a dump is restored into a running "
+                                 "server")
+        existing = existing_content(self.client, target, attrs, engine)
+        return {"engine": engine, "target": target, "attrs": attrs, "existing": existing}
+
+    def run(self, manifest: dict[str, Any], unit: dict[str, Any], plan: dict[str, Any], force: bool,
+            verify: bool, level: int = 3) -> dict[str, Any]:
+        started = time.monotonic()
+        engine, target, attrs = plan["engine"], plan["target"], plan["attrs"]
+        if plan["existing"] and not force:
+            raise DbRestoreError(f"container {target} already holds {', '.join(plan['existing'])}: set force: true "
+                                 "to replace them (their current content is dumped into the repository first)")
+        sha = unit["object"]["sha256"]
+        try:
+            verify_object(self.repo, sha)
+        except DumpError as exc:
+            raise DbRestoreError(f"{exc} (nothing was changed)") from exc
+        result: dict[str, Any] = {"snapshot_id": manifest["id"], "unit": unit["id"], "target": target,
+                                  "target_type": "container", "previous": None, "engine": engine}
+        if plan["existing"]:
+            result["previous"] = self._keep_aside(unit, target, attrs, engine, level)
+            _clear(self.client, target, attrs, engine, plan["existing"])
+        if engine == "redis":
+            result.update(self._restore_redis(unit, target, attrs))
+        else:
+            spec = restore_spec(engine, attrs)
+            try:
+                run = exec_in(self.client, target, spec, object_chunks(self.repo, sha))
+            except DumpError as exc:
+                raise DbRestoreError(f"restoring into {target} stopped: {exc}") from exc
+            if run["exit_code"] != 0:
+                raise DbRestoreError(f"{spec.describe} in {target} failed (exit {run['exit_code']}): "
+                                     f"{run['output'][-800:]}")
+            result["restore_messages"] = run["output"][-2000:]
+        expected = unit.get("row_counts") or {}
+        result["row_counts"] = expected
+        if verify and expected:
+            actual = count_rows(self.client, target, attrs, engine, expected)
+            problems = compare_counts(expected, actual)
+            if problems:
+                raise DbRestoreError(f"restored into {target}, but the row counts differ from the dump: "
+                                     f"{'; '.join(problems[:10])}")
+        result["verified"] = bool(verify and expected)
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    def _keep_aside(self, unit: dict[str, Any], target: str, attrs: dict[str, Any], engine: str, level: int) -> str:
+        """Dump what the target holds now into the repository, as a snapshot of its own."""
+        from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import container_spec
+
+        when = mf.utc_now()
+        host = self.raw.get("host") or os.uname().nodename
+        sid = mf.new_snapshot_id(host, when)
+        try:
+            dump = capture_dump(self.client, self.repo, target, attrs, engine, None, level)
+        except DumpError as exc:
+            raise DbRestoreError(f"could not keep the current content of {target} aside ({exc}); nothing was "
+                                 "changed") from exc
+        entry = {"id": f"db:{target}", "kind": "database", "strategy": "dump", "engine": engine,
+                 "source": {"type": "database", "container": target, "engine": engine},
+                 "reason": f"content of {target} before restoring {unit['id']}", "confidential": True,
+                 "containers": [container_spec(attrs, {})], "object": dump["object"], "index": None,
+                 "files": 0, "bytes": dump["bytes"], "row_counts": dump["row_counts"], "command": dump["command"],
+                 "seconds": dump["seconds"]}
+        self.repo.write_manifest({
+            "format": mf.MANIFEST_FORMAT, "version": mf.FORMAT_VERSION, "id": sid, "host": host,
+            "time": mf.iso(when), "finished": mf.iso(mf.utc_now()), "tags": ["pre-restore"],
+            "complete": True, "failed": [], "units": [entry]})
+        return sid
+
+    def _restore_redis(self, unit: dict[str, Any], target: str, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Place the RDB with the server stopped, then start it."""
+        conf = _run(self.client, target, _redis(attrs, "CONFIG", "GET", "*"), "reading the Redis configuration")
+        lines = conf.splitlines()
+        settings = dict(zip(lines[0::2], lines[1::2]))
+        if settings.get("appendonly") == "yes":
+            raise DbRestoreError(f"Redis in {target} uses appendonly (AOF), which would override a restored RDB at "
+                                 "start: set appendonly no for the restore, then enable it again (BGREWRITEAOF)")
+        data_dir, filename = settings.get("dir") or "/data", settings.get("dbfilename") or "dump.rdb"
+        host_dir = None
+        for mount in attrs.get("Mounts") or []:
+            if mount.get("Destination") == data_dir:
+                host_dir = mount.get("Source")
+        if not host_dir or not os.path.isdir(host_dir):
+            raise DbRestoreError(f"Redis in {target} keeps its data in {data_dir}, which is not a volume or bind "
+                                 "mount lifeboat can reach: mount a volume there")
+        st = os.stat(host_dir)
+        final = os.path.join(host_dir, filename)
+        tmp = os.path.join(host_dir, f".{filename}.lifeboat-restore")
+        with open(tmp, "wb") as fh:
+            for chunk in object_chunks(self.repo, unit["object"]["sha256"]):
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, 0o600)
+        journal = Journal(f"restore {unit['id']} into {target}")
+        try:
+            with Quiesced(self.client, [target], journal, "stop", self.stop_timeout) as quiesce:
+                # SHUTDOWN (what docker stop sends) makes Redis save first: place the RDB after.
+                os.replace(tmp, final)
+                fsync_dir(host_dir)
+        finally:
+            journal.close()
+        if quiesce.start_failures:
+            raise DbRestoreError(f"the RDB is in place but {target} did not start again: "
+                                 f"{quiesce.start_failures[0]['error']}")
+        deadline = time.monotonic() + 60
+        while True:
+            ping = exec_capture(self.client, target, _redis(attrs, "PING"), timeout=10)
+            if ping["output"].strip() == "PONG":
+                break
+            if time.monotonic() > deadline:
+                raise DbRestoreError(f"Redis in {target} did not answer after the restore: {ping['output'][-300:]}")
+            time.sleep(0.5)
+        keyspace = _run(self.client, target, _redis(attrs, "INFO", "keyspace"), "reading the keyspace")
+        return {"downtime": dict(quiesce.downtime), "keyspace": [l for l in keyspace.splitlines() if l.startswith("db")]}
