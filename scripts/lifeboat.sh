@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # lifeboat.docker's jobs on this machine, with the local inventory (inventories/local):
 #
+#   bash scripts/lifeboat.sh backup      # back this Docker host up into /var/backups/lifeboat
 #   bash scripts/lifeboat.sh inventory   # the storage-concept document of this Docker host
 #
 # Sets up .venv with the controller's requirements first when needed (scripts/venv.sh).
-# More jobs (backup, restore, dr_rebuild) arrive with the roles that run them.
+# Extra arguments go to ansible-playbook, e.g. -e lifeboat_repository=/mnt/backup.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 job=${1:-}
 shift || true
 case "$job" in
+  backup) playbook=playbooks/backup.yml ;;
   inventory) playbook=playbooks/inventory_report.yml ;;
-  *) echo "usage: bash scripts/lifeboat.sh inventory [ansible-playbook options]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/lifeboat.sh backup|inventory [ansible-playbook options]" >&2; exit 2 ;;
 esac
 bash "$top/scripts/venv.sh" controller
 cd "$top"

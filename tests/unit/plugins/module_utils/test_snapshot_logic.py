@@ -120,3 +120,19 @@ def test_compare_index_reports_differences(tmp_path):
     assert any("size 6, expected 4" in p for p in problems)
     assert any("'d': mode" in p for p in problems)
     assert any("unexpected 'extra'" in p for p in problems)
+
+
+def test_units_sharing_containers_form_one_group():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import group_units, quiesced_containers
+
+    units = [
+        {"id": "volume:a", "strategy": "stop", "containers": ["web", "app"]},
+        {"id": "volume:b", "strategy": "pause", "containers": ["app"]},
+        {"id": "db:pg", "strategy": "dump", "container": "pg", "containers": []},
+        {"id": "volume:c", "strategy": "live", "containers": ["web"]},  # live quiesces nothing
+        {"id": "volume:d", "strategy": "stop", "containers": ["pg"]},
+        {"id": "path:/x", "strategy": "skip", "containers": []},
+    ]
+    assert quiesced_containers(units[3]) == [] and quiesced_containers(units[2]) == ["pg"]
+    groups = [[u["id"] for u in g] for g in group_units(units)]
+    assert groups == [["db:pg", "volume:d"], ["path:/x"], ["volume:a", "volume:b"], ["volume:c"]]
