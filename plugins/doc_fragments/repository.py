@@ -18,6 +18,7 @@ options:
     default: /var/backups/lifeboat
 notes:
   - Journals of stopped containers live in C(/var/lib/lifeboat/journal) (or E(LIFEBOAT_STATE_DIR)).
-    Every module that takes a repository first starts again the containers that an earlier run,
-    killed before it could, left stopped; RV(repaired) lists them.
+    Every module that takes a repository and talks to the Docker engine first starts again the
+    containers that an earlier run, killed before it could, left stopped; its C(repaired) result
+    lists them.
 """

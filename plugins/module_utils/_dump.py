@@ -91,14 +91,28 @@ def dump_spec(engine: str, attrs: dict[str, Any], tool: str | None = None) -> Sp
         user = _first(env, "MONGO_INITDB_ROOT_USERNAME")
         password = _first(env, "MONGO_INITDB_ROOT_PASSWORD")
         if user and password:
-            # mongodump reads no password from the environment: a shell hands it over, so that it
-            # is in the exec environment only, not in anything lifeboat records.
-            return Spec(["sh", "-c", 'exec mongodump --archive --quiet --authenticationDatabase admin '
-                                     '--username "$LIFEBOAT_MONGO_USER" --password "$LIFEBOAT_MONGO_PASSWORD"'],
-                        {"LIFEBOAT_MONGO_USER": user, "LIFEBOAT_MONGO_PASSWORD": password},
-                        describe=f"mongodump --archive as {user}")
+            return _mongo_with_password(tool or "mongodump", ["--archive", "--quiet"], user, password,
+                                        f"mongodump --archive as {user}")
         return Spec([tool or "mongodump", "--archive", "--quiet"], describe="mongodump --archive")
     raise DumpError(f"lifeboat has no dump for engine {engine!r}")
+
+
+# The MongoDB tools read no password from the environment, and one given as --password is in the
+# process's command line, which `ps` shows to every user of the host. A shell in the container
+# writes it from the exec environment into a private YAML file (mongodump/mongorestore
+# --config, tools 100.3.0+), removed when the tool ends: it is never in an argv, a result or a log.
+_MONGO_CONFIG_SCRIPT = (
+    'umask 077; c=$(mktemp) || exit 1; trap \'rm -f "$c"\' EXIT; trap "exit 143" HUP INT TERM; '
+    'printf "%s\\n" "$LIFEBOAT_MONGO_CONFIG" > "$c" || exit 1; '
+    '"$0" "$@" --authenticationDatabase admin --username "$LIFEBOAT_MONGO_USER" --config "$c"')
+
+
+def _mongo_with_password(tool: str, args: list[str], user: str, password: str, describe: str) -> Spec:
+    import json
+
+    config = "password: " + json.dumps(password) + "\n"  # a JSON string is a YAML double-quoted scalar
+    return Spec(["sh", "-c", _MONGO_CONFIG_SCRIPT, tool, *args],
+                {"LIFEBOAT_MONGO_USER": user, "LIFEBOAT_MONGO_CONFIG": config}, describe=describe)
 
 
 def restore_spec(engine: str, attrs: dict[str, Any]) -> Spec:
@@ -122,10 +136,8 @@ def restore_spec(engine: str, attrs: dict[str, Any]) -> Spec:
         user = _first(env, "MONGO_INITDB_ROOT_USERNAME")
         password = _first(env, "MONGO_INITDB_ROOT_PASSWORD")
         if user and password:
-            return Spec(["sh", "-c", 'exec mongorestore --archive --drop --quiet --authenticationDatabase admin '
-                                     '--username "$LIFEBOAT_MONGO_USER" --password "$LIFEBOAT_MONGO_PASSWORD"'],
-                        {"LIFEBOAT_MONGO_USER": user, "LIFEBOAT_MONGO_PASSWORD": password},
-                        describe=f"mongorestore --archive --drop as {user}")
+            return _mongo_with_password("mongorestore", ["--archive", "--drop", "--quiet"], user, password,
+                                        f"mongorestore --archive --drop as {user}")
         return Spec(["mongorestore", "--archive", "--drop", "--quiet"], describe="mongorestore --archive --drop")
     raise DumpError(f"lifeboat restores {engine} dumps differently (see snapshot_restore)")
 
@@ -462,8 +474,49 @@ def exec_capture(client, container: str, spec: Spec, timeout: float | None = Non
 def _kill_exec(api, exec_id: str) -> None:
     pid = (api.exec_inspect(exec_id) or {}).get("Pid")
     if pid:
+        kill_tree(int(pid))
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process of this host (from /proc)."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            os.kill(int(pid), signal.SIGKILL)
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            out.setdefault(int(fields[1]), []).append(int(entry))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL PID and all its descendants. A shell's children would otherwise outlive it
+    (re-parented to the container's init): they are stopped first, so none forks away unseen."""
+    stopped: list[int] = []
+    while True:
+        children = _children()
+        tree, todo = [], [pid]
+        while todo:
+            current = todo.pop()
+            tree.append(current)
+            todo.extend(children.get(current, []))
+        new = [p for p in tree if p not in stopped]
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
+            stopped.append(p)
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -426,25 +426,36 @@ class SnapshotRun:
     def run(self, units: list[dict[str, Any]], parallel: int = 1, lock_timeout: float = 600,
             client_factory: Callable[[], Any] | None = None) -> dict[str, Any]:
         journal = Journal(f"snapshot {self.snapshot_id}")
+        groups = group_units(units)
+        self.previous_units()  # read once, before worker threads look at it
+        # Snapshots share the repository; a prune (exclusive) waits for them. The lock is held
+        # until the manifest is written: a prune in between would delete the new objects, which no
+        # manifest names yet.
+        repo_lock = Lock(f"repository:{self.repo.url}", f"snapshot {self.snapshot_id}", lock_timeout, shared=True)
+        try:
+            return self._run_locked(repo_lock, units, groups, journal, parallel, lock_timeout, client_factory)
+        finally:
+            repo_lock.release()
+
+    def _run_locked(self, repo_lock: Lock, units: list[dict[str, Any]], groups: list[list[dict[str, Any]]],
+                    journal: Journal, parallel: int, lock_timeout: float,
+                    client_factory: Callable[[], Any] | None) -> dict[str, Any]:
         entries: list[dict[str, Any]] = []
         results: dict[str, dict[str, Any]] = {}
         failed: list[dict[str, Any]] = []
-        groups = group_units(units)
         outcomes: list[tuple[dict[str, Any], Any, Any]] = []
-        self.previous_units()  # read once, before worker threads look at it
         try:
-            # Snapshots share the repository; a prune (exclusive) waits for them.
-            with Lock(f"repository:{self.repo.url}", f"snapshot {self.snapshot_id}", lock_timeout, shared=True):
-                workers = max(1, min(parallel, len(groups)))
-                if workers == 1:
-                    for group in groups:
-                        outcomes += self._run_group(group, journal, lock_timeout, None)
-                else:
-                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lifeboat") as pool:
-                        futures = [pool.submit(self._run_group, g, journal, lock_timeout, client_factory)
-                                   for g in groups]
-                        for future in futures:
-                            outcomes += future.result()
+            repo_lock.acquire()
+            workers = max(1, min(parallel, len(groups)))
+            if workers == 1:
+                for group in groups:
+                    outcomes += self._run_group(group, journal, lock_timeout, None)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lifeboat") as pool:
+                    futures = [pool.submit(self._run_group, g, journal, lock_timeout, client_factory)
+                               for g in groups]
+                    for future in futures:
+                        outcomes += future.result()
         except LockTimeout as exc:
             outcomes = [(u, None, {"id": u["id"], "error": str(exc)}) for u in units]
         finally:

@@ -101,8 +101,14 @@ def test_redis_and_mongodb_commands():
     assert dump_spec("redis", attrs()).argv == ["redis-cli", "--rdb", "-"]
     assert dump_spec("redis", attrs("REDIS_PASSWORD=x")).env == {"REDISCLI_AUTH": "x"}
     mongo = dump_spec("mongodb", attrs("MONGO_INITDB_ROOT_USERNAME=root", "MONGO_INITDB_ROOT_PASSWORD=pw"))
-    assert "--archive" in mongo.argv[-1] and "pw" not in " ".join(mongo.argv) + mongo.describe
-    assert mongo.env["LIFEBOAT_MONGO_PASSWORD"] == "pw"
+    assert "--archive" in mongo.argv and "pw" not in " ".join(mongo.argv) + mongo.describe
+    # the password goes into a private --config file, never onto the tool's command line
+    assert "--password" not in " ".join(mongo.argv) and "--config" in " ".join(mongo.argv)
+    assert mongo.env["LIFEBOAT_MONGO_CONFIG"] == 'password: "pw"\n'
+    assert mongo.env["LIFEBOAT_MONGO_USER"] == "root"
+    restore = restore_spec("mongodb", attrs("MONGO_INITDB_ROOT_USERNAME=root", "MONGO_INITDB_ROOT_PASSWORD=p\"w"))
+    assert "--drop" in restore.argv and "--password" not in " ".join(restore.argv)
+    assert restore.env["LIFEBOAT_MONGO_CONFIG"] == 'password: "p\\"w"\n'
     assert dump_spec("mongodb", attrs()).argv == ["mongodump", "--archive", "--quiet"]
     assert "--drop" in restore_spec("mongodb", attrs()).argv
 
