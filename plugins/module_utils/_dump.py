@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import hash_stream
+
 DUMP_FORMATS = {
     "postgres": "pg_dumpall-sql",
     "mariadb": "mysqldump-sql",
@@ -675,17 +677,10 @@ def object_chunks(repo, sha: str) -> Iterable[bytes]:
 
 def verify_object(repo, sha: str) -> None:
     """Hash the stored object before anything is touched (dumps are restored in one stream)."""
-    import hashlib
-
-    digest = hashlib.sha256()
     with repo.open_object(sha) as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            digest.update(chunk)
-    if digest.hexdigest() != sha:
-        raise DumpError(f"object {sha} is damaged: its bytes hash to {digest.hexdigest()}; "
+        actual, _size = hash_stream(fh)
+    if actual != sha:
+        raise DumpError(f"object {sha} is damaged: its bytes hash to {actual}; "
                         "restore from another snapshot or copy")
 
 
