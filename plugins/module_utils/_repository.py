@@ -41,9 +41,10 @@ class Repository:
             raise RepositoryError(str(exc)) from exc
 
     @classmethod
-    def open(cls, url: str, create: bool = False) -> "Repository":
+    def open(cls, url: str, create: bool = False, options: dict[str, Any] | None = None) -> "Repository":
+        """The repository at url; options are the store settings (see _options.store_options)."""
         try:
-            return cls(open_store(url, create=create), create=create)
+            return cls(open_store(url, create=create, options=options), create=create)
         except StoreError as exc:
             raise RepositoryError(str(exc)) from exc
 

@@ -229,12 +229,37 @@ class LocalStore(Store):
         return removed
 
 
-def open_store(url: str, create: bool = False) -> Store:
-    """The store for a repository URL (a local path for now)."""
-    if "://" in url and not url.startswith("file://"):
-        scheme = url.split("://", 1)[0]
-        raise StoreError(f"repository {url!r}: the {scheme}:// store is not available in this "
-                         "version of lifeboat.docker; use a local path")
+# Remote stores by URL scheme: module and class, imported only when used (their clients are
+# not needed for local repositories).
+REMOTE_STORES = {
+    "sftp": ("_store_sftp", "SftpStore"),
+    "s3": ("_store_s3", "S3Store"),
+    "rclone": ("_store_rclone", "RcloneStore"),
+}
+
+
+def open_store(url: str, create: bool = False, options: dict | None = None) -> Store:
+    """The store for a repository URL: a local path (or file://PATH), sftp://, s3:// or rclone://.
+
+    options holds the store settings of the module (endpoint_url, access_key, ssh_identity_file,
+    ...; see _options.REPOSITORY_ARGS); each store takes what it needs."""
     if url.startswith("file://"):
         url = url[len("file://"):]
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        if scheme not in REMOTE_STORES:
+            raise StoreError(f"repository {redact_url(url)!r}: unknown store {scheme}://; use a local path, "
+                             "sftp://USER@HOST[:PORT]/PATH, s3://BUCKET/PREFIX or rclone://REMOTE/PATH")
+        import importlib
+
+        module_name, class_name = REMOTE_STORES[scheme]
+        module = importlib.import_module(f"ansible_collections.lifeboat.docker.plugins.module_utils.{module_name}")
+        return getattr(module, class_name)(url, create=create, options=dict(options or {}))
     return LocalStore(url, create=create)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for messages: a password written into it (user:secret@host) is replaced."""
+    import re
+
+    return re.sub(r"^([a-z0-9]+://[^/@:]*):[^/@]*@", r"\1:***@", url)

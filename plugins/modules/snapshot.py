@@ -231,6 +231,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
     SelectionError,
@@ -242,8 +243,8 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._version import CO
 
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(REPOSITORY_ARGS)
     argument_spec.update(
-        repository={"type": "str", "default": "/var/backups/lifeboat"},
         units={"type": "list", "elements": "raw"},
         volumes={"type": "list", "elements": "str"},
         paths={"type": "list", "elements": "str"},
@@ -277,7 +278,7 @@ def main() -> None:
                                    "stop": list(u.get("containers") or []) if u["strategy"] == "stop" else []}
                                   for u in units]
                 module.exit_json(**result)
-            repo = Repository.open(params["repository"], create=True)
+            repo = Repository.open(params["repository"], create=True, options=store_options(params))
             result["repository"] = repo.url
             result["cleaned"] = repo.cleanup()
             version = client.version()

@@ -151,6 +151,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, extract_verified
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
@@ -204,8 +205,8 @@ def check_restore(repo, unit: dict, scratch_dir: str) -> list[str]:
 
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(REPOSITORY_ARGS)
     argument_spec.update(
-        repository={"type": "str", "default": "/var/backups/lifeboat"},
         host={"type": "str"},
         unit={"type": "str"},
         tag={"type": "str"},
@@ -222,7 +223,7 @@ def main() -> None:
         if not module.check_mode:
             result["repaired"] = repair(client_for(module))
             result["changed"] = any(r.get("result") in ("started", "unpaused") for r in result["repaired"])
-        repo = Repository.open(params["repository"])
+        repo = Repository.open(params["repository"], options=store_options(params))
         good, bad = repo.manifests()
         for item in bad:
             result["problems"].append({"snapshot": item["id"], "unit": None, "problem": item["problem"]})

@@ -217,6 +217,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError, decide
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
@@ -324,8 +325,8 @@ def prune(module, repo, policy: Policy, result: dict) -> None:
 
 
 def main() -> None:
-    argument_spec = {
-        "repository": {"type": "str", "default": "/var/backups/lifeboat"},
+    argument_spec = dict(REPOSITORY_ARGS)
+    argument_spec.update({
         "keep_last": {"type": "int"},
         "keep_hourly": {"type": "int"},
         "keep_daily": {"type": "int"},
@@ -336,7 +337,7 @@ def main() -> None:
         "keep_days": {"type": "int"},
         "host": {"type": "str"},
         "lock_timeout": {"type": "int", "default": 600},
-    }
+    })
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     result = {"changed": False, "policy": {}, "kept": [], "removed": [], "objects_removed": 0, "bytes_freed": 0,
@@ -349,7 +350,7 @@ def main() -> None:
         module.fail_json(msg=str(exc), **result)
     result["policy"] = policy.describe()
     try:
-        repo = Repository.open(params["repository"])
+        repo = Repository.open(params["repository"], options=store_options(params))
         # A real prune excludes snapshots (they hold the lock shared while they write); check mode
         # only reads, and shares the lock so that it sees no prune half done.
         lock = Lock(f"repository:{repo.url}", "prune" + (" (check mode)" if module.check_mode else ""),

@@ -208,6 +208,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
@@ -283,8 +284,8 @@ def restore_database(module, client, repo, raw, manifest, unit, result):
 
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
+    argument_spec.update(REPOSITORY_ARGS)
     argument_spec.update(
-        repository={"type": "str", "default": "/var/backups/lifeboat"},
         snapshot={"type": "str", "default": "latest"},
         host={"type": "str"},
         unit={"type": "str", "required": True},
@@ -307,7 +308,7 @@ def main() -> None:
         with TerminationGuard():
             if not module.check_mode:
                 result["repaired"] = repair(client)
-            repo = Repository.open(params["repository"])
+            repo = Repository.open(params["repository"], options=store_options(params))
             wanted = params["unit"]
             manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
             unit = resolve_unit(manifest, wanted)

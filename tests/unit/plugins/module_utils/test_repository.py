@@ -148,8 +148,11 @@ def test_store_refuses_relative_paths_and_key_escapes(tmp_path):
     store = LocalStore(str(tmp_path), create=True)
     with pytest.raises(StoreError):
         store.path("../etc/passwd")
-    with pytest.raises(StoreError, match="not available"):
-        open_store("s3://bucket/prefix")
+    with pytest.raises(StoreError, match="unknown store gopher://"):
+        open_store("gopher://host/prefix")
+    with pytest.raises(StoreError, match="user:\\*\\*\\*@host") as caught:
+        open_store("ftp://user:hunter2@host/path")
+    assert "hunter2" not in str(caught.value)
 
 
 def test_list_is_sorted_and_relative(tmp_path):
