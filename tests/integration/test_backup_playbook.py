@@ -1,20 +1,22 @@
-"""The main job, as the README gives it: `bash scripts/lifeboat.sh backup`.
+"""The main job, as the README gives it: `bash scripts/lifeboat.sh backup`, and the backup role behind it.
 
 It runs against a throw-away engine (fixtures/engine.py) so that it backs up only what this test
 made there and stops nothing else on the machine. Its volumes live under that engine's own data
-root, which the modules read directly, as they read /var/lib/docker on a real host.
+root, which the modules read directly, as they read /var/lib/docker on a real host. A unit is made to
+fail with a pre hook that exits 3 (a real failure of the snapshot module, not a mock).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
 from fixtures.engine import ThrowawayEngine
 
-from conftest import ROOT, run_module
+from conftest import ROOT, VENV_BIN, run_module
 
 BUSYBOX = "lifeboat-test/busybox:latest"
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
@@ -25,6 +27,14 @@ def engine():
     with ThrowawayEngine() as eng:
         eng.load_image(BUSYBOX)
         yield eng
+
+
+def _remove(client, *names):
+    for name in names:
+        try:
+            client.containers.get(name).remove(force=True, v=True)
+        except Exception:  # noqa: BLE001 - best effort in a throw-away engine
+            pass
 
 
 def test_main_job_backs_up_the_host_and_prints_a_summary(engine, tmp_path, monkeypatch):
@@ -46,7 +56,8 @@ def test_main_job_backs_up_the_host_and_prints_a_summary(engine, tmp_path, monke
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out = proc.stdout
         assert "Snapshot " in out and f" in {repo}" in out
-        assert "volume:appdata: stop" in out and "downtime app" in out
+        # one aligned line per unit: id, strategy, size, stored, ratio, seconds, downtime
+        assert re.search(r"^\s*volume:appdata +stop +\d+ B +\d+ B +[\d.]+x +[\d.]+ +app [\d.]+ s$", out, re.M), out
         assert "Total: " in out
         writer.reload()
         assert writer.status == "running"
@@ -60,8 +71,87 @@ def test_main_job_backs_up_the_host_and_prints_a_summary(engine, tmp_path, monke
         manifest = json.loads((repo / "snapshots" / f"{snap['id']}.json").read_text())
         assert manifest["tags"] == ["lifeboat"]
     finally:
-        for name in ("app", "keeper"):
-            try:
-                client.containers.get(name).remove(force=True, v=True)
-            except Exception:  # noqa: BLE001 - best effort in a throw-away engine
-                pass
+        _remove(client, "app", "keeper")
+
+
+def _writer(client, name, volume, labels=None):
+    return client.containers.run(BUSYBOX, ["sh", "-c", f"echo {name} > /data/{name}; {LOOP}"], name=name,
+                                 detach=True, network_mode="none", labels=labels or {},
+                                 volumes={volume: {"bind": "/data", "mode": "rw"}})
+
+
+def _backup(engine, tmp_path, *extra):
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               LIFEBOAT_STATE_DIR=str(tmp_path / "state"))
+    args = {"lifeboat_docker_host": engine.url, "lifeboat_repository": str(tmp_path / "repo"),
+            "lifeboat_retention": {"keep_last": 1},
+            "backup_metrics_file": str(tmp_path / "lifeboat.prom"),
+            "backup_report_file": str(tmp_path / "report.json")}
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/backup.yml",
+                           "-e", json.dumps(args), *extra],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    return proc
+
+
+def _metric(text, name, unit=None):
+    label = f',unit="{unit}"' if unit else ""
+    match = re.search(rf'^lifeboat_backup_{name}{{repository="[^"]*"{label}}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_failed_unit_fails_the_play_after_the_others_and_reports(engine, tmp_path):
+    client = engine.client
+    for volume in ("appdata", "workdata"):
+        client.volumes.create(volume)
+    app = _writer(client, "app", "appdata")
+    worker = _writer(client, "worker", "workdata")
+    repo = tmp_path / "repo"
+    try:
+        first = _backup(engine, tmp_path)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        prom = (tmp_path / "lifeboat.prom").read_text()
+        t1 = _metric(prom, "unit_last_success_timestamp_seconds", "volume:workdata")
+        assert t1 and _metric(prom, "success") == 1 and _metric(prom, "unit_bytes", "volume:appdata") > 0
+        assert "# TYPE lifeboat_backup_unit_duration_seconds gauge" in prom
+
+        # The worker's pre hook now fails: its unit fails, the app's unit is still captured.
+        worker.remove(force=True)
+        worker = _writer(client, "worker", "workdata", labels={"lifeboat.pre": "exit 3"})
+        second = _backup(engine, tmp_path)
+        out = second.stdout
+        assert second.returncode != 0, out[-3000:]
+        assert re.search(r"^\s*volume:workdata +FAILED", out, re.M), out[-3000:]
+        assert re.search(r"^\s*volume:appdata +stop ", out, re.M), out[-3000:]
+        assert "The backup of localhost is not complete: unit volume:workdata failed" in out
+        for container in (app, worker):
+            container.reload()
+            assert container.status == "running", container.name
+        prom = (tmp_path / "lifeboat.prom").read_text()
+        assert _metric(prom, "unit_success", "volume:workdata") == 0
+        assert _metric(prom, "unit_last_success_timestamp_seconds", "volume:workdata") == t1
+        assert _metric(prom, "unit_last_success_timestamp_seconds", "volume:appdata") > t1
+        assert _metric(prom, "success") == 0 and _metric(prom, "failed_units") == 1
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["complete"] is False and report["failed_units"][0]["id"] == "volume:workdata"
+        assert report["units"]["volume:appdata"]["strategy"] == "stop"
+        assert any("volume:workdata" in p for p in report["problems"])
+
+        # Fixed: the third run is complete, and keep_last 1 forgets the two earlier snapshots.
+        worker.remove(force=True)
+        worker = _writer(client, "worker", "workdata")
+        third = _backup(engine, tmp_path)
+        assert third.returncode == 0, third.stdout[-3000:]
+        assert "Pruned: 2 snapshots forgotten" in third.stdout, third.stdout[-3000:]
+        listing = run_module("snapshot_info", repository=str(repo))
+        assert len(listing["snapshots"]) == 1 and listing["snapshots"][0]["complete"]
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["complete"] is True and len(report["pruned"]) == 2
+        assert report["totals"]["captured"] == 2 and report["totals"]["failed"] == 0
+    finally:
+        _remove(client, "app", "worker")
+
+
+def test_backup_units_must_exist(engine, tmp_path):
+    proc = _backup(engine, tmp_path, "-e", '{"backup_units": ["volume:nosuch"]}')
+    assert proc.returncode != 0
+    assert "backup_units names units this host does not have: volume:nosuch" in proc.stdout
