@@ -80,17 +80,19 @@ def _writer(client, name, volume, labels=None):
                                  volumes={volume: {"bind": "/data", "mode": "rw"}})
 
 
-def _backup(engine, tmp_path, *extra):
+def _playbook(playbook, engine, tmp_path, args, *extra):
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                LIFEBOAT_STATE_DIR=str(tmp_path / "state"))
-    args = {"lifeboat_docker_host": engine.url, "lifeboat_repository": str(tmp_path / "repo"),
-            "lifeboat_retention": {"keep_last": 1},
-            "backup_metrics_file": str(tmp_path / "lifeboat.prom"),
-            "backup_report_file": str(tmp_path / "report.json")}
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/backup.yml",
+    args = {"lifeboat_docker_host": engine.url, "lifeboat_repository": str(tmp_path / "repo"), **args}
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", playbook,
                            "-e", json.dumps(args), *extra],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
-    return proc
+
+
+def _backup(engine, tmp_path, *extra):
+    return _playbook("playbooks/backup.yml", engine, tmp_path,
+                     {"lifeboat_retention": {"keep_last": 1}, "backup_metrics_file": str(tmp_path / "lifeboat.prom"),
+                      "backup_report_file": str(tmp_path / "report.json")}, *extra)
 
 
 def _metric(text, name, unit=None):
@@ -155,3 +157,54 @@ def test_backup_units_must_exist(engine, tmp_path):
     proc = _backup(engine, tmp_path, "-e", '{"backup_units": ["volume:nosuch"]}')
     assert proc.returncode != 0
     assert "backup_units names units this host does not have: volume:nosuch" in proc.stdout
+
+
+def _volume_files(client, volume):
+    out = client.containers.run(BUSYBOX, ["sh", "-c", "cd /v && find . -type f | sort | xargs -r cat"],
+                                remove=True, network_mode="none", volumes={volume: {"bind": "/v", "mode": "ro"}})
+    return out.decode()
+
+
+def test_restore_shows_the_plan_then_restores_with_confirm(engine, tmp_path):
+    client = engine.client
+    client.volumes.create("shop", labels={"com.example.tier": "gold"})
+    shop = _writer(client, "shopapp", "shop")
+    try:
+        assert _backup(engine, tmp_path).returncode == 0
+        # the data is damaged after the backup
+        shop.exec_run(["sh", "-c", "rm /data/shopapp; echo damaged > /data/other"])
+        before = _volume_files(client, "shop")
+        assert "shopapp" not in before
+
+        shown = _playbook("playbooks/restore.yml", engine, tmp_path, {"restore_units": ["volume:shop"]})
+        assert shown.returncode == 0, shown.stdout[-3000:]
+        assert "would restore" in shown.stdout
+        assert "volume:shop -> volume shop: not empty: REPLACED (the current content is kept aside); " \
+               "stops shopapp for the swap" in shown.stdout, shown.stdout[-3000:]
+        assert "run again with -e restore_confirm=true" in shown.stdout
+        assert _volume_files(client, "shop") == before  # nothing changed
+
+        # into another volume first (a new one: created with the recorded labels), then in place
+        done = _playbook("playbooks/restore.yml", engine, tmp_path,
+                         {"restore_units": ["volume:shop"], "restore_targets": {"volume:shop": "shop_check"},
+                          "restore_confirm": True})
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert _volume_files(client, "shop_check") == "shopapp\n"
+        assert client.volumes.get("shop_check").attrs["Labels"] == {"com.example.tier": "gold"}
+
+        done = _playbook("playbooks/restore.yml", engine, tmp_path,
+                         {"restore_units": ["volume:shop"], "restore_confirm": True, "restore_snapshot": "2999-01-01"})
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert re.search(r"volume:shop -> volume shop: 1 files, 8 B, verified; previous content kept at "
+                         r"shop\.pre-restore-\S+; downtime shopapp", done.stdout), done.stdout[-3000:]
+        assert _volume_files(client, "shop") == "shopapp\n"
+        shop.reload()
+        assert shop.status == "running"
+
+        missing = _playbook("playbooks/restore.yml", engine, tmp_path, {"restore_snapshot": "2000-01-01"})
+        assert missing.returncode != 0 and "matching restore_snapshot=2000-01-01" in missing.stdout
+    finally:
+        _remove(client, "shopapp")
+        for volume in client.volumes.list():
+            if volume.name.startswith("shop"):
+                volume.remove(force=True)
