@@ -619,18 +619,20 @@ def capture_dump(client, repo, container: str, attrs: dict[str, Any], engine: st
         writer.abort()
         raise DumpError(f"{spec.describe} in {container} wrote nothing: an empty dump is not a backup; "
                         f"check the database and its credentials ({run['stderr'] or 'no error output'})")
-    new = repo.commit_object(writer, obj["sha256"])
+    ref, new = repo.store_object(writer, obj["sha256"], obj["size"])
     counts = comparable_counts(engine, counter.close()) if counter is not None else {}
-    return {"object": {"sha256": obj["sha256"], "size": obj["size"], "format": DUMP_FORMATS[engine],
-                       "compression": "zstd", "level": level},
+    return {"object": dict(ref, format=DUMP_FORMATS[engine], compression="zstd", level=level),
             "bytes": run["bytes"], "new": new, "row_counts": counts, "command": spec.describe,
             "stderr": run["stderr"][-2000:], "seconds": round(time.monotonic() - started, 3)}
 
 
-def object_chunks(repo, sha: str) -> Iterable[bytes]:
+def object_chunks(repo, ref: dict[str, Any]) -> Iterable[bytes]:
     """The decompressed bytes of an object, checked against its sha256 at the end (raises)."""
     import hashlib
     import subprocess
+
+    sha = ref["sha256"]
+    expected = ref.get("plain_sha256") or sha
 
     digest = hashlib.sha256()
     proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -639,7 +641,7 @@ def object_chunks(repo, sha: str) -> Iterable[bytes]:
 
     def feed() -> None:
         try:
-            with repo.open_object(sha) as fh:
+            with repo.open_object(ref) as fh:
                 while True:
                     chunk = fh.read(1 << 20)
                     if not chunk:
@@ -671,12 +673,21 @@ def object_chunks(repo, sha: str) -> Iterable[bytes]:
         rc = proc.wait()
     if failure:
         raise DumpError(f"reading object {sha} failed: {failure[0]}")
-    if rc != 0 or digest.hexdigest() != sha:
+    if rc != 0 or digest.hexdigest() != expected:
         raise DumpError(f"object {sha} is damaged (sha256 or zstd check failed): restore from another snapshot")
 
 
-def verify_object(repo, sha: str) -> None:
-    """Hash the stored object before anything is touched (dumps are restored in one stream)."""
+def verify_object(repo, ref: dict[str, Any]) -> None:
+    """Hash the stored object before anything is touched (dumps are restored in one stream).
+    Encrypted objects are decrypted and hashed: that also proves the identity fits."""
+    sha = ref["sha256"]
+    if ref.get("encryption"):
+        with repo.open_object(ref) as fh:
+            actual, _size = hash_stream(fh)
+        if actual != ref["plain_sha256"]:
+            raise DumpError(f"object {sha} is damaged: its content hashes to {actual}; "
+                            "restore from another snapshot or copy")
+        return
     with repo.open_object(sha) as fh:
         actual, _size = hash_stream(fh)
     if actual != sha:

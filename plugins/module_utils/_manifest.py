@@ -11,6 +11,7 @@ The format is documented in docs/repository-format.md; FORMAT_VERSION changes wi
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 import secrets
@@ -127,9 +128,50 @@ def decode_manifest(data: bytes, key: str) -> dict[str, Any]:
     return doc
 
 
+def ref_sha(ref: str | dict[str, Any]) -> str:
+    """The stored object's name (sha256) of a reference or a bare sha256."""
+    return ref["sha256"] if isinstance(ref, dict) else ref
+
+
+def content_sha(ref: dict[str, Any]) -> str:
+    """The sha256 of an object's content as read back (decrypted when it is encrypted)."""
+    return ref.get("plain_sha256") or ref["sha256"]
+
+
+def reuse_key(fingerprint: str, source: dict[str, Any], excludes: list[str], recipients: list[str] | None) -> str:
+    """What must be equal for a capture to reuse an earlier one's object: the tree's metadata
+    fingerprint, the source, the excludes and the encryption's recipients. A hash, so that the
+    unencrypted record of an encrypted snapshot can carry it without naming anything."""
+    text = json.dumps([fingerprint, source, sorted(excludes), sorted(recipients or [])], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def sealed_record(manifest: dict[str, Any], manifest_ref: dict[str, Any], recipients: list[str]) -> dict[str, Any]:
+    """The unencrypted record of an encrypted snapshot: ids, times, sizes and object references
+    only (what listing, unchanged-data reuse and prune need); the manifest itself is an object.
+
+    Object references keep the sha256 of their decrypted content: a later snapshot that reuses an
+    unchanged object (the host cannot decrypt the earlier manifest) records it from here, and a
+    restore checks the content against it. It is the hash of a compressed stream full of
+    metadata, which tells nothing about the content unless one already has all of it."""
+    keep = ("format", "version", "id", "host", "time", "finished", "collection_version", "tags", "complete")
+    record = {k: manifest[k] for k in keep if k in manifest}
+    record["failed"] = [{"id": f["id"]} for f in manifest.get("failed", [])]
+    record["encryption"] = {"scheme": "age", "recipients": list(recipients), "manifest": dict(manifest_ref)}
+    record["units"] = [{
+        "id": u["id"], "kind": u.get("kind"), "strategy": u.get("strategy"), "bytes": u.get("bytes", 0),
+        "files": u.get("files", 0), "object": u.get("object"), "index": u.get("index"),
+        "reuse_key": u.get("reuse_key"),
+    } for u in manifest.get("units", [])]
+    return record
+
+
 def objects_of(manifest: dict[str, Any]) -> list[str]:
-    """Every object (sha256) a manifest refers to."""
+    """Every object (sha256) a manifest refers to (an encrypted manifest is one too)."""
     out = []
+    sealed = (manifest.get("encryption") or {}).get("manifest") or {}
+    if sealed.get("sha256"):
+        out.append(sealed["sha256"])
     for unit in manifest.get("units", []):
         for ref in ("object", "index"):
             sha = (unit.get(ref) or {}).get("sha256")
@@ -150,6 +192,7 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "bytes": sum(u.get("bytes", 0) for u in units),
         "stored_bytes": sum((u.get("object") or {}).get("size", 0) for u in units),
         "files": sum(u.get("files", 0) for u in units),
+        "encrypted": bool(manifest.get("encryption")),
     }
 
 
@@ -160,8 +203,8 @@ def select(manifests: list[dict[str, Any]], host: str | None = None, unit: str |
     for man in manifests:
         if host and man.get("host") != host:
             continue
-        if unit and not any(unit in (u["id"], (u.get("source") or {}).get("name"), (u.get("source") or {}).get("path"))
-                            for u in man.get("units", [])):
+        if unit and not any(unit in (u["id"], u["id"].split(":", 1)[-1], (u.get("source") or {}).get("name"),
+                                     (u.get("source") or {}).get("path")) for u in man.get("units", [])):
             continue
         if tag and tag not in man.get("tags", []):
             continue

@@ -36,3 +36,10 @@ STORE_OPTION_NAMES = tuple(k for k in REPOSITORY_ARGS if k != "repository")
 def store_options(params: dict[str, Any]) -> dict[str, Any]:
     """The store settings among a module's parameters (None where not given)."""
     return {name: params.get(name) for name in STORE_OPTION_NAMES}
+
+ENCRYPT_ARGS: dict[str, dict[str, Any]] = {
+    "encryption_recipients": {"type": "list", "elements": "str", "default": []},
+}
+IDENTITY_ARGS: dict[str, dict[str, Any]] = {
+    "encryption_identity": {"type": "path"},
+}

@@ -24,14 +24,10 @@ import time
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
-    compare_index,
-    decompress_bytes,
-    extract,
-    walk,
-)
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import compare_tree, extract
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._repository import RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 
 LABEL_PRE_RESTORE = "lifeboat.pre-restore-of"
@@ -117,13 +113,11 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
 
 
 def unit_index(repo, unit: dict[str, Any]) -> bytes:
-    with repo.open_object(unit["index"]["sha256"]) as fh:
-        data = fh.read()
-    import hashlib
-
-    if hashlib.sha256(data).hexdigest() != unit["index"]["sha256"]:
-        raise RestoreError(f"the index object of {unit['id']} is damaged (sha256 mismatch): restore from another snapshot")
-    return decompress_bytes(data)
+    """The unit's index as stored (zstd-compressed JSON lines), its sha256 checked."""
+    try:
+        return repo.read_object(unit["index"], f"the index of {unit['id']}")
+    except RepositoryError as exc:
+        raise RestoreError(str(exc)) from exc
 
 
 def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, allow_devices: bool) -> dict[str, Any]:
@@ -135,11 +129,12 @@ def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, all
     if size != unit["object"]["size"]:
         raise RestoreError(f"object {sha} of {unit['id']} has {size} bytes, the manifest says {unit['object']['size']}: "
                            "it is damaged or incomplete; restore from another snapshot")
-    with repo.open_object(sha) as reader:
-        info = extract(reader, staging, sha, allow_devices=allow_devices)
+    with repo.open_object(unit["object"]) as reader:
+        info = extract(reader, staging, mf.content_sha(unit["object"]), allow_devices=allow_devices,
+                       xattrs=unit["object"].get("xattrs", True))
     problems: list[str] = []
     if verify:
-        problems = compare_index(unit_index(repo, unit), walk(staging, unit.get("excludes") or []).index_bytes())
+        problems = compare_tree(unit_index(repo, unit), staging, unit.get("excludes") or [])
         if problems:
             raise RestoreError(f"the extracted copy of {unit['id']} differs from the manifest: {'; '.join(problems)}")
     info["verified"] = verify

@@ -142,7 +142,7 @@ class DbRestoreRun:
                                  "to replace them (their current content is dumped into the repository first)")
         sha = unit["object"]["sha256"]
         try:
-            verify_object(self.repo, sha)
+            verify_object(self.repo, unit["object"])
         except DumpError as exc:
             raise DbRestoreError(f"{exc} (nothing was changed)") from exc
         result: dict[str, Any] = {"snapshot_id": manifest["id"], "unit": unit["id"], "target": target,
@@ -154,7 +154,7 @@ class DbRestoreRun:
             result.update(self._restore_redis(unit, target, attrs))
         else:
             spec = restore_spec(engine, attrs)
-            chunks = object_chunks(self.repo, sha)
+            chunks = object_chunks(self.repo, unit["object"])
             if engine in ("mariadb", "mysql"):
                 # The dump has one INSERT per row (so that rows can be counted in the stream);
                 # with autocommit each would be its own transaction. Off, the dump's UNLOCK TABLES
@@ -224,7 +224,7 @@ class DbRestoreRun:
         final = os.path.join(host_dir, filename)
         tmp = os.path.join(host_dir, f".{filename}.lifeboat-restore")
         with open(tmp, "wb") as fh:
-            for chunk in object_chunks(self.repo, unit["object"]["sha256"]):
+            for chunk in object_chunks(self.repo, unit["object"]):
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())

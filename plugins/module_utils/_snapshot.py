@@ -19,8 +19,8 @@ from typing import Any, Callable
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
     ArchiveError,
+    IndexSpool,
     capture,
-    compress_bytes,
     walk,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
@@ -251,20 +251,6 @@ class SnapshotRun:
                     break
         return out
 
-    def _store_bytes(self, data: bytes) -> tuple[str, int, bool]:
-        import hashlib
-
-        sha = hashlib.sha256(data).hexdigest()
-        if self.repo.has_object(sha):
-            return sha, len(data), False
-        writer = self.repo.new_object_writer()
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.abort()
-            raise
-        return sha, len(data), self.repo.commit_object(writer, sha)
-
     # -- one unit --------------------------------------------------------------------------------
     def running_users(self, unit: dict[str, Any]) -> list[str]:
         return [spec["name"] for spec in self.specs_using(unit)
@@ -348,11 +334,12 @@ class SnapshotRun:
         quiesce = Quiesced(client, to_quiesce, journal, action, self.stop_timeout)
         reused = None
         with quiesce:
-            scan = walk(where, excludes)
+            spool = IndexSpool()  # the index goes to a temporary file, not into memory
+            scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
             prev = self.previous_units().get(unit["id"])
-            if prev and prev.get("fingerprint") == scan.fingerprint and prev.get("source") == source \
-                    and prev.get("excludes", []) == excludes and prev.get("index") \
-                    and self.repo.has_object(prev["object"]["sha256"]) and self.repo.has_object(prev["index"]["sha256"]):
+            reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
+            if prev and prev.get("reuse_key") == reuse and prev.get("index") \
+                    and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
                 reused = prev
                 obj = dict(prev["object"])
                 bytes_read = 0
@@ -361,13 +348,13 @@ class SnapshotRun:
             else:
                 writer = self.repo.new_object_writer()
                 try:
-                    cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"))
+                    cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
+                                  xattrs=scan.xattrs)
                 except BaseException:
                     writer.abort()
                     raise
-                new_object = self.repo.commit_object(writer, cap["sha256"])
-                obj = {"sha256": cap["sha256"], "size": cap["size"], "format": "tar-posix+zstd",
-                       "compression": "zstd", "level": self.level}
+                ref, new_object = self.repo.store_object(writer, cap["sha256"], cap["size"])
+                obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=scan.xattrs)
                 bytes_read = scan.bytes
                 tar_warnings = cap["tar_warnings"]
         if quiesce.start_failures:
@@ -378,12 +365,13 @@ class SnapshotRun:
         if reused:
             index = dict(reused["index"])
         else:
-            isha, isize, _new = self._store_bytes(compress_bytes(scan.index_bytes()))
-            index = {"sha256": isha, "size": isize, "format": "jsonl+zstd"}
+            iref, _new = self.repo.put_bytes(spool.compress())
+            index = dict(iref, format="jsonl+zstd")
+        spool.close()
         seconds = round(time.monotonic() - started, 3)
         entry.update(
             object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,
-            fingerprint=scan.fingerprint, reused_from=reused["snapshot"] if reused else None,
+            fingerprint=scan.fingerprint, reuse_key=reuse, reused_from=reused["snapshot"] if reused else None,
             quiesced=[{"name": n, "action": action, "seconds": s} for n, s in quiesce.downtime.items()],
             seconds=seconds, tar_warnings=tar_warnings,
         )

@@ -54,6 +54,20 @@ attributes:
     support: none
     description: Every run writes a new snapshot (unchanged data costs no new objects).
 options:
+  encryption_recipients:
+    description:
+      - Age public keys (C(age1...), or SSH public keys) to encrypt the snapshot to, with the C(age)
+        command on the Docker host (Debian package age). Objects and the manifest are encrypted
+        with public keys only, so a host that is broken into cannot read its older snapshots;
+        restores and verification take the identity
+        (O(lifeboat.docker.snapshot_restore#module:encryption_identity)).
+      - What stays unencrypted, to list and prune snapshots, is the snapshot's id, host, time, tags,
+        unit ids, sizes and object names; no content, file name, setting or secret.
+      - By hand, an object restores with C(age -d -i KEY OBJECT | zstd -d | tar -x).
+      - Empty (the default) stores unencrypted snapshots.
+    type: list
+    elements: str
+    default: []
   units:
     description:
       - The units to capture, as RV(lifeboat.docker.data_inventory#module:units) returns them (a list of
@@ -231,7 +245,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
     SelectionError,
@@ -244,6 +258,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._version import CO
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
     argument_spec.update(REPOSITORY_ARGS)
+    argument_spec.update(ENCRYPT_ARGS)
     argument_spec.update(
         units={"type": "list", "elements": "raw"},
         volumes={"type": "list", "elements": "str"},
@@ -278,7 +293,8 @@ def main() -> None:
                                    "stop": list(u.get("containers") or []) if u["strategy"] == "stop" else []}
                                   for u in units]
                 module.exit_json(**result)
-            repo = Repository.open(params["repository"], create=True, options=store_options(params))
+            repo = Repository.open(params["repository"], create=True, options=store_options(params),
+                                   recipients=params["encryption_recipients"])
             result["repository"] = repo.url
             result["cleaned"] = repo.cleanup()
             version = client.version()

@@ -33,6 +33,14 @@ attributes:
     support: full
     description: Lists and reads only.
 options:
+  encryption_identity:
+    description:
+      - The age identity file (private key, on the Docker host) that decrypts encrypted snapshots
+        (see O(lifeboat.docker.snapshot#module:encryption_recipients)). Needed for encrypted
+        snapshots only; without it, or with one that is not among a snapshot's recipients, the
+        module reports the problem (the listing works without it).
+      - In roles it comes from vault: write it to a 0600 file on the host and remove it after.
+    type: path
   host:
     description: Only snapshots of this host.
     type: str
@@ -151,16 +159,16 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, extract_verified
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
 
 
-def check_objects(repo, unit: dict, seen: dict) -> list[str]:
+def check_objects(repo, unit: dict, seen: dict, refs: tuple = ("object", "index")) -> list[str]:
     problems = []
-    for ref in ("object", "index"):
+    for ref in refs:
         info = unit.get(ref) or {}
         sha = info.get("sha256")
         if not sha:
@@ -182,10 +190,34 @@ def check_objects(repo, unit: dict, seen: dict) -> list[str]:
     return problems
 
 
+def verify_snapshot(repo, man: dict, depth: str, scratch_dir: str, seen: dict) -> list[tuple]:
+    """(unit id or None, problem) of one snapshot: checksums of every object it names (also the
+    encrypted manifest, without any key), and with depth restore a trial extraction of each unit
+    (an encrypted snapshot needs the identity for that)."""
+    out: list[tuple] = []
+    sealed = (man.get("encryption") or {}).get("manifest")
+    if sealed:
+        out += [(None, p) for p in check_objects(repo, {"manifest": sealed}, seen, ("manifest",))]
+    units = man["units"]
+    if depth == "restore" and sealed and not out:
+        try:
+            units = repo.load_manifest(man["id"], full=True)["units"]
+        except (RepositoryError, StoreError, mf.FormatError) as exc:
+            return out + [(None, f"not verified by restore: {exc}")]
+    for unit in units:
+        if not unit.get("object"):
+            continue
+        found = check_objects(repo, unit, seen)
+        if not found and depth == "restore":
+            found = check_restore(repo, unit, scratch_dir)
+        out += [(unit["id"], p) for p in found]
+    return out
+
+
 def check_restore(repo, unit: dict, scratch_dir: str) -> list[str]:
     if unit.get("kind") == "database":  # a dump: it must decompress completely, and not be empty
         try:
-            size = sum(len(chunk) for chunk in object_chunks(repo, unit["object"]["sha256"]))
+            size = sum(len(chunk) for chunk in object_chunks(repo, unit["object"]))
         except (DumpError, StoreError) as exc:
             return [str(exc)]
         if unit.get("bytes") is not None and size != unit["bytes"]:
@@ -206,6 +238,7 @@ def check_restore(repo, unit: dict, scratch_dir: str) -> list[str]:
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
     argument_spec.update(REPOSITORY_ARGS)
+    argument_spec.update(IDENTITY_ARGS)
     argument_spec.update(
         host={"type": "str"},
         unit={"type": "str"},
@@ -223,7 +256,8 @@ def main() -> None:
         if not module.check_mode:
             result["repaired"] = repair(client_for(module))
             result["changed"] = any(r.get("result") in ("started", "unpaused") for r in result["repaired"])
-        repo = Repository.open(params["repository"], options=store_options(params))
+        repo = Repository.open(params["repository"], options=store_options(params),
+                               identity=params["encryption_identity"])
         good, bad = repo.manifests()
         for item in bad:
             result["problems"].append({"snapshot": item["id"], "unit": None, "problem": item["problem"]})
@@ -234,15 +268,9 @@ def main() -> None:
             entry["complete"] = bool(man.get("complete", True))
             entry["problems"] = []
             if params["verify"] != "none":
-                for unit in man["units"]:
-                    if not unit.get("object"):
-                        continue
-                    found = check_objects(repo, unit, seen)
-                    if not found and params["verify"] == "restore":
-                        found = check_restore(repo, unit, params["scratch_dir"])
-                    for problem in found:
-                        entry["problems"].append({"unit": unit["id"], "problem": problem})
-                        result["problems"].append({"snapshot": man["id"], "unit": unit["id"], "problem": problem})
+                for unit, problem in verify_snapshot(repo, man, params["verify"], params["scratch_dir"], seen):
+                    entry["problems"].append({"unit": unit, "problem": problem})
+                    result["problems"].append({"snapshot": man["id"], "unit": unit, "problem": problem})
             result["snapshots"].append(entry)
     except (RepositoryError, StoreError) as exc:
         module.fail_json(msg=str(exc), **result)

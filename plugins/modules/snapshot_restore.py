@@ -48,6 +48,14 @@ attributes:
     support: none
     description: Each run restores again (the previous content is kept aside each time).
 options:
+  encryption_identity:
+    description:
+      - The age identity file (private key, on the Docker host) that decrypts encrypted snapshots
+        (see O(lifeboat.docker.snapshot#module:encryption_recipients)). Needed for encrypted
+        snapshots only; without it, or with one that is not among a snapshot's recipients, the
+        module fails before anything is touched.
+      - In roles it comes from vault: write it to a 0600 file on the host and remove it after.
+    type: path
   snapshot:
     description: A snapshot id, or V(latest) (the newest snapshot holding O(unit), of O(host) if given).
     type: str
@@ -208,7 +216,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
@@ -285,6 +293,7 @@ def restore_database(module, client, repo, raw, manifest, unit, result):
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
     argument_spec.update(REPOSITORY_ARGS)
+    argument_spec.update(IDENTITY_ARGS)
     argument_spec.update(
         snapshot={"type": "str", "default": "latest"},
         host={"type": "str"},
@@ -308,9 +317,13 @@ def main() -> None:
         with TerminationGuard():
             if not module.check_mode:
                 result["repaired"] = repair(client)
-            repo = Repository.open(params["repository"], options=store_options(params))
+            repo = Repository.open(params["repository"], options=store_options(params),
+                                   identity=params["encryption_identity"])
             wanted = params["unit"]
             manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
+            # What a restore writes (the pre-restore dump of a database) is encrypted like the
+            # snapshot it restores.
+            repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
             unit = resolve_unit(manifest, wanted)
             raw = read_engine(client)
             if unit.get("kind") == "database":

@@ -21,12 +21,10 @@ import io
 import json
 import os
 import secrets
-import shutil
 import signal
 import stat
 import subprocess
 import tarfile
-import tempfile
 import time
 
 import pytest
@@ -34,108 +32,7 @@ import pytest
 from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli, require_tool, run_module
 from fixtures import trees
 
-BUSYBOX = "lifeboat-test/busybox:latest"
-# busybox's sleep as PID 1 ignores SIGTERM: trap it, so `docker stop` takes a second, not 30.
-STOPPABLE = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 1; done']
-
-
-# --------------------------------------------------------------------------------------------
-# the lab: what a test makes, and removes again
-# --------------------------------------------------------------------------------------------
-class Lab:
-    def __init__(self, client, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.containers: list[str] = []
-        self.dirs: list[str] = []
-        self.mounts: list[str] = []
-        self.pids: list[tuple[int, str | None]] = []  # (pid, start time) of processes to end
-        self.state_dir = self.tmpdir("state")
-
-    # -- making things -------------------------------------------------------------------------
-    def name(self, suffix: str) -> str:
-        return f"{self.prefix}-{suffix}"
-
-    def tmpdir(self, suffix: str) -> str:
-        path = tempfile.mkdtemp(prefix=f"{self.prefix}-{suffix}-", dir="/tmp")
-        self.dirs.append(path)
-        return path
-
-    def repo(self, suffix: str = "repo") -> str:
-        """A repository path that does not exist yet (its parent is a temp dir of the lab)."""
-        return os.path.join(self.tmpdir(suffix), "repository")
-
-    def volume(self, suffix: str, labels: dict[str, str] | None = None) -> tuple[str, str]:
-        """(name, data directory) of a new, empty local volume."""
-        name = self.name(suffix)
-        self.client.volumes.create(name=name, driver="local", labels=labels)
-        return name, self.volume_dir(name)
-
-    def volume_dir(self, name: str) -> str:
-        return self.client.volumes.get(name).attrs["Mountpoint"]
-
-    def container(self, suffix: str, volume: str, target: str = "/data") -> str:
-        name = self.name(suffix)
-        self.containers.append(name)
-        docker_cli("run", "-d", "--name", name, "-v", f"{volume}:{target}", BUSYBOX, *STOPPABLE)
-        return name
-
-    def mount_tmpfs(self, path: str, size: str) -> None:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], check=True)
-        self.mounts.append(path)
-
-    # -- looking -------------------------------------------------------------------------------
-    def state(self, container: str) -> tuple[str, str]:
-        """(status, StartedAt) of a container."""
-        attrs = self.client.api.inspect_container(container)["State"]
-        return attrs["Status"], attrs["StartedAt"]
-
-    def volumes_named(self, start: str) -> list[str]:
-        return sorted(v.name for v in self.client.volumes.list(filters={"name": start})
-                      if v.name.startswith(start))
-
-    def journals(self) -> list[str]:
-        jdir = os.path.join(self.state_dir, "journal")
-        return sorted(os.listdir(jdir)) if os.path.isdir(jdir) else []
-
-    # -- removing ------------------------------------------------------------------------------
-    def cleanup(self) -> None:
-        errors = []
-        for pid, started in self.pids:  # only if it is still the very process we started
-            if started is not None and proc_start(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for name in self.containers:
-            proc = subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
-            if proc.returncode != 0 and b"No such container" not in proc.stderr:
-                errors.append(f"container {name}: {proc.stderr.decode(errors='replace').strip()}")
-        for name in self.volumes_named(self.prefix):  # NAME.pre-restore-* included
-            proc = subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
-            if proc.returncode != 0:
-                errors.append(f"volume {name}: {proc.stderr.decode(errors='replace').strip()}")
-        for path in reversed(self.mounts):
-            proc = subprocess.run(["umount", path], capture_output=True, check=False)
-            if proc.returncode != 0:
-                subprocess.run(["umount", "-l", path], capture_output=True, check=False)
-        for path in self.dirs:
-            shutil.rmtree(path, ignore_errors=True)
-            if os.path.exists(path):
-                errors.append(f"directory {path} could not be removed")
-        if errors:
-            raise AssertionError("cleanup left things behind: " + "; ".join(errors))
-
-
-@pytest.fixture()
-def lab(docker_client, prefix, monkeypatch):
-    built = Lab(docker_client, prefix)
-    monkeypatch.setenv("LIFEBOAT_STATE_DIR", built.state_dir)
-    try:
-        yield built
-    finally:
-        built.cleanup()
-
+from fixtures.lab import Lab, lab, proc_start  # noqa: F401  (lab is a fixture)
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -235,17 +132,6 @@ def descends_from(pid: int, ancestor: int) -> bool:
             return False
         pid = int(data[data.rfind(b")") + 2:].split()[1])
     return False
-
-
-def proc_start(pid: int) -> str | None:
-    """Start time of a process (clock ticks since boot), None when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    return None if fields[0] == b"Z" else fields[19].decode()
 
 
 def alive(pid: int) -> bool:

@@ -1,0 +1,201 @@
+"""The data path of file units with the real GNU tar and zstd: walk()'s index and fingerprint,
+the streaming index comparison, and capture/extract round trips (splice path, no-xattr path)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
+    IndexSpool,
+    capture,
+    compare_index,
+    compare_tree,
+    extract,
+    walk,
+)
+
+
+def reference_walk(root: str) -> tuple[bytes, str]:
+    """The index and fingerprint as the first versions of walk() made them (json.dumps per
+    entry): today's walk() must give the same bytes, so that snapshots taken before still count
+    as unchanged and their indexes still compare."""
+    lines, digest = [], hashlib.sha256()
+
+    def record(rel, st, link):
+        mode = st.st_mode
+        kind = ("f" if stat.S_ISREG(mode) else "d" if stat.S_ISDIR(mode) else "l" if stat.S_ISLNK(mode)
+                else "p" if stat.S_ISFIFO(mode) else "c" if stat.S_ISCHR(mode) else "b" if stat.S_ISBLK(mode) else "s")
+        line = json.dumps([rel, kind, st.st_size if kind == "f" else 0, stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                           int(st.st_mtime), link], ensure_ascii=True, separators=(",", ":"))
+        lines.append(line)
+        digest.update(f"{line}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_nlink}\n"
+                      .encode("utf-8", "surrogateescape"))
+
+    record(".", os.lstat(root), None)
+    stack = [(root, ".")]
+    while stack:
+        path, rel = stack.pop()
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            erel = entry.name if rel == "." else f"{rel}/{entry.name}"
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISSOCK(st.st_mode):
+                continue
+            record(erel, st, os.readlink(entry.path) if stat.S_ISLNK(st.st_mode) else None)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((entry.path, erel))
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), digest.hexdigest()
+
+
+def odd_tree(root) -> None:
+    names = ["plain.txt", 'quote"d', "back\\slash", "new\nline", "tab\there", "del\x7f", "caf\u00e9",
+             "emoji\U0001F600", "sp ace"]
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i, name in enumerate(names):
+        (root / name).write_bytes(b"x" * i)
+        (root / "sub" / name).mkdir()
+    with open(os.path.join(os.fsencode(root), b"bad\xe9\xff"), "wb") as fh:
+        fh.write(b"not utf-8")
+    (root / "sub" / "deeper" / "link").symlink_to('../quote"d\\\u00e9')
+    (root / "dangling").symlink_to("/nowhere/\u00e9")
+    os.link(root / "plain.txt", root / "sub" / "hard")
+    os.mkfifo(root / "fifo")
+
+
+def test_walk_index_and_fingerprint_are_those_of_earlier_versions(tmp_path):
+    root = tmp_path / "t"
+    root.mkdir()
+    odd_tree(root)
+    index, fingerprint = reference_walk(str(root))
+    scan = walk(str(root))
+    assert scan.index_bytes() == index
+    assert scan.fingerprint == fingerprint
+    blocks: list[bytes] = []
+    streamed = walk(str(root), sink=blocks.append)
+    assert b"".join(blocks) == index and len(blocks) > 1  # a directory at a time
+    assert streamed.fingerprint == fingerprint
+    assert streamed.index is None
+
+
+def test_walk_probes_extended_attributes(tmp_path):
+    root = tmp_path / "t"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"x")
+    assert walk(str(root), probe_xattrs=True).xattrs is False
+    try:
+        os.setxattr(root / "d" / "f", "user.lifeboat", b"1")
+    except OSError:
+        pytest.skip("this file system takes no user extended attributes")
+    assert walk(str(root), probe_xattrs=True).xattrs is True
+    assert walk(str(root)).xattrs is False  # not probed
+
+
+def test_compare_index_streams_and_reports_what_differs(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        (root / "d" / "e").mkdir(parents=True)
+        (root / "d" / "f").write_bytes(b"same")
+        (root / "z").write_bytes(b"last")
+        os.utime(root / "d" / "f", (1_000_000_000, 1_000_000_000))
+        os.utime(root / "z", (1_000_000_000, 1_000_000_000))
+    os.utime(b / "d", (2_000_000_000, 2_000_000_000))  # directory mtimes are not compared
+    assert compare_index(walk(str(a)).index_bytes(), walk(str(b)).index_bytes()) == []
+    (b / "d" / "f").write_bytes(b"longer")
+    os.chmod(b / "z", 0o600)
+    problems = compare_index(walk(str(a)).index_bytes(), walk(str(b)).index_bytes())
+    assert problems == ["'z': mode 384, expected 420", "'d/f': size 6, expected 4",  # walk()'s order
+                        "'d/f': mtime %d, expected 1000000000" % int(os.stat(b / "d" / "f").st_mtime)]
+    # An entry on one side only: the rest is compared by path.
+    (b / "d" / "e" / "new").write_bytes(b"")
+    os.rmdir(a / "d" / "e")
+    problems = compare_index(walk(str(a)).index_bytes(), walk(str(b)).index_bytes())
+    assert "unexpected 'd/e'" in problems and "unexpected 'd/e/new'" in problems
+    assert "'z': mode 384, expected 420" in problems
+    # Entries missing at the end.
+    assert compare_index(walk(str(a)).index_bytes(), b"") == [
+        f"missing {p!r}" for p in (".", "d", "z", "d/f")]
+
+
+def test_compare_index_lists_at_most_twenty(tmp_path):
+    root = tmp_path / "t"
+    root.mkdir()
+    for i in range(30):
+        (root / f"f{i:02d}").write_bytes(b"x")
+    index = walk(str(root)).index_bytes()
+    problems = compare_index(index, index.replace(b'"f",1,', b'"f",2,'))
+    assert len(problems) == 21 and problems[-1].startswith("... (more")
+
+
+def round_trip(src, dest, xattrs: bool):
+    spool = IndexSpool()
+    scan = walk(str(src), sink=spool.write, probe_xattrs=True)
+    out = io.BytesIO()
+    cap = capture(str(src), out, xattrs=xattrs)
+    obj = out.getvalue()
+    assert cap["sha256"] == hashlib.sha256(obj).hexdigest() and cap["size"] == len(obj)
+    dest.mkdir()
+    info = extract(io.BytesIO(obj), str(dest), cap["sha256"], xattrs=xattrs)
+    return scan, spool.compress(), info, obj
+
+
+def test_capture_and_extract_round_trip(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    odd_tree(src)
+    big = os.urandom(3 << 20)  # moves by splice: much larger than SPLICE_MIN
+    (src / "big").write_bytes(big)
+    for i in range(200):
+        (src / "sub" / f"small{i}").write_bytes(os.urandom(i * 37))
+    with open(src / "sparse", "wb") as fh:
+        fh.truncate(50 << 20)
+        fh.write(b"head")
+    os.chmod(src, 0o751)
+    scan, index_zst, info, obj = round_trip(src, tmp_path / "dest", xattrs=True)
+    dest = tmp_path / "dest"
+    assert compare_tree(index_zst, str(dest)) == []
+    assert (dest / "big").read_bytes() == big
+    assert os.stat(dest).st_mode & 0o7777 == 0o751
+    assert os.stat(dest / "sparse").st_blocks * 512 < 1 << 20
+    assert os.stat(dest / "plain.txt").st_ino == os.stat(dest / "sub" / "hard").st_ino
+    assert info["members"] >= scan.files + scan.dirs + scan.others - 1  # the fifo and links too
+    # By hand, as docs/repository-format.md says: zstd -d | tar -x.
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    proc = subprocess.run(f"zstd -d | tar -x --numeric-owner -C {by_hand}", shell=True, input=obj,
+                          capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert compare_tree(index_zst, str(by_hand)) == []
+    # A changed tree is reported.
+    (dest / "big").write_bytes(b"short")
+    assert compare_tree(index_zst, str(dest))[0].startswith("'big': size 5")
+
+
+def test_round_trip_without_extended_attributes(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(200_000))
+    scan, index_zst, _info, _obj = round_trip(src, tmp_path / "dest", xattrs=False)
+    assert scan.xattrs is False
+    assert compare_tree(index_zst, str(tmp_path / "dest")) == []
+
+
+def test_extract_refuses_a_damaged_object(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(300_000))
+    out = io.BytesIO()
+    cap = capture(str(src), out)
+    data = bytearray(out.getvalue())
+    data[len(data) // 2] ^= 0x40
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ChecksumMismatch
+
+    with pytest.raises(ChecksumMismatch):
+        extract(io.BytesIO(bytes(data)), str(dest), cap["sha256"])
