@@ -59,7 +59,7 @@ options:
   ssh_known_hosts_file:
     description:
       - For C(sftp://) repositories, the known_hosts file that must list the server's host key.
-        Without it, the user's known_hosts. A host key that is not listed fails the module: add it
+        Without it, the user's known_hosts. A host key that is not listed fails the module; add it
         with C(ssh-keyscan) after checking its fingerprint.
     type: path
   rclone_config:

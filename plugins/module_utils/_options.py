@@ -37,6 +37,7 @@ def store_options(params: dict[str, Any]) -> dict[str, Any]:
     """The store settings among a module's parameters (None where not given)."""
     return {name: params.get(name) for name in STORE_OPTION_NAMES}
 
+
 ENCRYPT_ARGS: dict[str, dict[str, Any]] = {
     "encryption_recipients": {"type": "list", "elements": "str", "default": []},
 }

@@ -54,7 +54,7 @@ options:
         (see O(lifeboat.docker.snapshot#module:encryption_recipients)). Needed for encrypted
         snapshots only; without it, or with one that is not among a snapshot's recipients, the
         module fails before anything is touched.
-      - In roles it comes from vault: write it to a 0600 file on the host and remove it after.
+      - In roles it comes from vault; the role writes it to a 0600 file on the host and removes it after.
     type: path
   snapshot:
     description: A snapshot id, or V(latest) (the newest snapshot holding O(unit), of O(host) if given).

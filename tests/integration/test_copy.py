@@ -14,7 +14,7 @@ import subprocess
 
 from conftest import run_module
 from fixtures import trees
-from fixtures.lab import lab  # noqa: F401  (a fixture)
+from fixtures.lab import lab  # noqa: F401 pylint: disable=unused-import
 
 
 def objects(repo: str) -> set[str]:

@@ -15,7 +15,7 @@ import os
 import subprocess
 
 from fixtures import trees
-from test_dumps import Lab, lab, password, psql, start_postgres, wait_postgres  # noqa: F401  (lab: fixture)
+from test_dumps import Lab, lab, password, psql, start_postgres, wait_postgres  # noqa: F401 pylint: disable=unused-import
 
 
 def keypair(lab: Lab, suffix: str) -> tuple[str, str]:

@@ -32,7 +32,8 @@ import pytest
 from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli, require_tool, run_module
 from fixtures import trees
 
-from fixtures.lab import Lab, lab, proc_start  # noqa: F401  (lab is a fixture)
+from fixtures.lab import Lab, lab, proc_start  # noqa: F401 pylint: disable=unused-import
+
 
 # --------------------------------------------------------------------------------------------
 # helpers
