@@ -60,9 +60,12 @@ def object_refs(record: dict[str, Any]) -> dict[str, int | None]:
     """sha256 -> recorded size of every object a (plain or sealed) manifest names."""
     refs: dict[str, int | None] = {}
     sealed = (record.get("encryption") or {}).get("manifest")
-    for ref in [sealed] + [u.get(k) for u in record.get("units", []) for k in ("object", "index")]:
+    units = [u.get(k) for u in record.get("units", []) for k in ("object", "index")]
+    for ref in [sealed] + units + mf.deployment_refs(record):
         if ref and ref.get("sha256"):
             refs[ref["sha256"]] = ref.get("size")
+    for ref in mf.swarm_refs(record):
+        refs[ref["sha256"]] = ref.get("size")
     return refs
 
 

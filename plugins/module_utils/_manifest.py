@@ -163,7 +163,63 @@ def sealed_record(manifest: dict[str, Any], manifest_ref: dict[str, Any], recipi
         "files": u.get("files", 0), "object": u.get("object"), "index": u.get("index"),
         "reuse_key": u.get("reuse_key"),
     } for u in manifest.get("units", [])]
+    if manifest.get("swarm"):
+        record["swarm"] = {"objects": swarm_refs(manifest)}
+    if manifest.get("deployment"):
+        record["deployment"] = sealed_deployment(manifest)
     return record
+
+
+def is_object_ref(value: Any) -> bool:
+    """An object reference: {"sha256": 64 hex digits, "size": bytes, ...}."""
+    return isinstance(value, dict) and isinstance(value.get("sha256"), str) and bool(_SHA_RE.match(value["sha256"])) \
+        and isinstance(value.get("size"), int) and not isinstance(value.get("size"), bool)
+
+
+def deployment_refs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object reference in a manifest's deployment section (compose files, .env files, the
+    environment values, image archives), in a plain manifest or in a sealed record, once each.
+
+    The section is walked as a whole, so that what a later version adds to it is found by prune
+    and copy too."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    todo: list[Any] = [manifest.get("deployment") or {}]
+    while todo:
+        item = todo.pop(0)
+        if is_object_ref(item):
+            if item["sha256"] not in seen:
+                seen.add(item["sha256"])
+                out.append(item)
+        elif isinstance(item, dict):
+            todo.extend(item[k] for k in sorted(item))
+        elif isinstance(item, list):
+            todo.extend(item)
+    return out
+
+
+def sealed_deployment(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the unencrypted record of an encrypted snapshot keeps of the deployment section:
+    object references (for prune and copy) and the images' reuse keys (so that a later snapshot
+    does not save an image the repository holds already). No name, no setting, no secret."""
+    section = manifest.get("deployment") or {}
+    return {
+        "objects": deployment_refs(manifest),
+        "images": [{"reuse_key": i["reuse_key"], "archive": i["archive"]}
+                   for i in section.get("images") or [] if i.get("archive") and i.get("reuse_key")],
+    }
+
+
+def swarm_refs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object references of a manifest's swarm section (the stacks' compose files), in a plain
+    manifest or in the sealed record of an encrypted one (which keeps only them)."""
+    section = manifest.get("swarm") or {}
+    if "objects" in section:
+        refs = list(section["objects"] or [])
+    else:
+        refs = [f.get("object") for stack in section.get("stacks") or []
+                for f in (stack.get("compose") or {}).get("files") or []]
+    return [r for r in refs if isinstance(r, dict) and r.get("sha256")]
 
 
 def objects_of(manifest: dict[str, Any]) -> list[str]:
@@ -177,6 +233,8 @@ def objects_of(manifest: dict[str, Any]) -> list[str]:
             sha = (unit.get(ref) or {}).get("sha256")
             if sha:
                 out.append(sha)
+    out.extend(ref["sha256"] for ref in swarm_refs(manifest))
+    out.extend(ref["sha256"] for ref in deployment_refs(manifest))
     return out
 
 

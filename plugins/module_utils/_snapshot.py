@@ -30,6 +30,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe i
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import capture_swarm
 
 STRATEGIES_AVAILABLE = ("dump", "stop", "pause", "live", "skip")
 QUIESCE_ACTIONS = {"stop": "stop", "pause": "pause"}
@@ -381,6 +382,35 @@ class SnapshotRun:
                   "reused_from": entry["reused_from"]}
         return entry, result
 
+    # -- the host's deployment (see _deployment.py) ------------------------------------------------
+    deployment_capture = None  # a _deployment.DeploymentCapture, set by the snapshot module
+    deployment_result: dict[str, Any] | None = None
+
+    def capture_deployment(self) -> dict[str, Any] | None:
+        """The manifest's deployment section, captured under the repository lock (its objects must
+        not be pruned before the manifest names them) and before any container is quiesced."""
+        if self.deployment_capture is None:
+            return None
+        section = self.deployment_capture.run(self.docker_version)
+        self.deployment_result = self.deployment_capture.result(section)
+        return section
+
+    # -- the swarm's stacks (see _swarm.py) ---------------------------------------------------------
+    swarm_stacks: list[Any] | None = None  # the snapshot module's swarm_stacks option
+    swarm_result: dict[str, Any] | None = None
+
+    def capture_swarm(self) -> dict[str, Any] | None:
+        """The manifest's swarm section (the stacks' compose files and service specs), captured under
+        the repository lock and before any service is scaled down. What fails here is reported in
+        swarm_result's problems; it never fails the snapshot."""
+        try:
+            section, self.swarm_result = capture_swarm(self.repo, self.raw, self.swarm_stacks)
+        except (DockerException, StoreError, OSError) as exc:
+            self.swarm_result = {"stacks": [], "compose_files": 0, "services": 0, "seconds": 0,
+                                 "problems": [f"the swarm section could not be recorded: {exc}"]}
+            return None
+        return section
+
     # -- the whole snapshot ----------------------------------------------------------------------
     def _run_group(self, group: list[dict[str, Any]], journal: Journal, lock_timeout: float,
                    client_factory: Callable[[], Any] | None) -> list[tuple[dict[str, Any], Any, Any]]:
@@ -432,8 +462,12 @@ class SnapshotRun:
         results: dict[str, dict[str, Any]] = {}
         failed: list[dict[str, Any]] = []
         outcomes: list[tuple[dict[str, Any], Any, Any]] = []
+        swarm = None
+        deployment = None
         try:
             repo_lock.acquire()
+            swarm = self.capture_swarm()
+            deployment = self.capture_deployment()
             workers = max(1, min(parallel, len(groups)))
             if workers == 1:
                 for group in groups:
@@ -465,6 +499,10 @@ class SnapshotRun:
                 "collection_version": self.collection_version, "docker": self.docker_version,
                 "tags": self.tags, "complete": not failed, "failed": failed, "units": entries,
             }
+            if swarm is not None:
+                manifest["swarm"] = swarm
+            if deployment is not None:
+                manifest["deployment"] = deployment
             self.repo.write_manifest(manifest)
         return {"snapshot_id": self.snapshot_id if manifest else None, "complete": bool(manifest) and not failed,
                 "units": results, "failed": failed, "host": self.host, "groups": len(groups)}

@@ -36,6 +36,21 @@ description:
   - "Objects are stored by the sha256 of their bytes, so identical captures are stored once. A
     unit whose metadata (inodes, sizes, mtimes, ctimes, modes, owners of every entry) is unchanged
     since its last capture in the repository is not read again: the earlier object is reused."
+  - "Every snapshot also records the host's deployment, what a rebuild
+    (the role C(lifeboat.docker.dr_rebuild)) needs that no
+    unit holds: every container's spec (image, command, entrypoint, environment variable names,
+    mounts, networks with aliases, ports, restart policy, labels, healthcheck, state), the networks
+    (driver, options, IPAM, labels, internal, attachable), every volume's driver, options and
+    labels, and the compose projects with their compose files (as objects). Environment values
+    and compose C(.env) files are secrets: they are stored (as objects) only when the snapshot is
+    encrypted; otherwise RV(deployment.left_out) says what was left out."
+  - "On a swarm manager the snapshot also records the swarm's stacks in a section of its own
+    (see docs/swarm.md): every service's spec (image, environment variable names, mounts,
+    networks, labels, replicas, constraints, ports) and, when known, the stack's compose files as
+    objects (from O(swarm_stacks), or the label C(lifeboat.stack.compose_files) on a service), so
+    that M(lifeboat.docker.swarm_rebuild) can redeploy it with C(docker stack deploy). A unit
+    written by a swarm task is quiesced by scaling its service to 0 and back to its replicas
+    (strategy V(stop), journalled like a stopped container) or by pausing the task (V(pause))."
   - A unit that fails is reported in RV(failed_units) and the module fails after all other units were
     captured and every container is running again. If no unit was captured, no snapshot is written.
 author:
@@ -68,6 +83,16 @@ options:
     type: list
     elements: str
     default: []
+  include_images:
+    description:
+      - Also save the images the host's containers use into the snapshot (C(docker save) through
+        zstd, one object per image), so that a rebuild needs no registry. For locally built images
+        and hosts without a registry.
+      - An image the repository holds already (the same image id, and the same encryption
+        recipients) is not saved again.
+      - Without it the snapshot records the images' ids, tags and digests only.
+    type: bool
+    default: false
   units:
     description:
       - The units to capture, as RV(lifeboat.docker.data_inventory#module:units) returns them (a list of
@@ -112,6 +137,18 @@ options:
     description: Seconds to wait for a unit, container or repository that another run holds.
     type: int
     default: 600
+  swarm_stacks:
+    description:
+      - The swarm stacks to record, as RV(lifeboat.docker.data_inventory#module:swarm.stacks) returns
+        them (dicts with C(name) and C(compose_files), which come from the policy entry
+        C(stack:NAME)), dicts C({name, compose_files}) or stack names.
+      - Compose files given here are stored with the snapshot; without them, a stack's files come
+        from the label C(lifeboat.stack.compose_files) on one of its services, else only the
+        services' specs are recorded.
+      - Empty (the default) records every stack of the swarm this host manages.
+    type: list
+    elements: raw
+    default: []
 """
 
 EXAMPLES = r"""
@@ -225,6 +262,70 @@ repaired:
   type: list
   elements: dict
   sample: [{container: app, action: stop, result: started}]
+deployment:
+  description:
+    - What the snapshot recorded of the host's deployment (see the description).
+  returned: when a snapshot was written
+  type: dict
+  sample:
+    containers: 5
+    networks: 1
+    volumes: 4
+    compose_projects: [shop]
+    images: 3
+    images_saved: 2
+    images_reused: 1
+    image_bytes_stored: 73400320
+    environment_stored: true
+    left_out: []
+    problems: []
+    seconds: 4.2
+  contains:
+    containers:
+      description: Containers whose spec was recorded.
+      type: int
+    compose_projects:
+      description: Names of the compose projects recorded with their files.
+      type: list
+      elements: str
+    images_saved:
+      description: Images saved into new objects (with O(include_images)).
+      type: int
+    images_reused:
+      description: Images whose archive the repository held already.
+      type: int
+    environment_stored:
+      description: Whether the containers' environment values were stored (encrypted snapshots only).
+      type: bool
+    left_out:
+      description: Secrets not stored because the snapshot is not encrypted (environment values, .env files).
+      type: list
+      elements: str
+    problems:
+      description: What could not be recorded (a compose file missing on the host, an image that could not be saved).
+      type: list
+      elements: str
+swarm:
+  description:
+    - What the snapshot recorded of the swarm's stacks (on a swarm manager).
+  returned: when a snapshot was written on a swarm node
+  type: dict
+  sample: {stacks: [maps], services: 5, compose_files: 1, problems: [], seconds: 0.05}
+  contains:
+    stacks:
+      description: Names of the stacks recorded.
+      type: list
+      elements: str
+    services:
+      description: Services whose specs were recorded.
+      type: int
+    compose_files:
+      description: Compose files stored as objects.
+      type: int
+    problems:
+      description: What could not be recorded (a compose file missing, a worker node, swarm secrets).
+      type: list
+      elements: str
 cleaned:
   description: Stale temporary files of dead runs removed from the repository.
   returned: always
@@ -243,6 +344,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
     connect,
 )
+from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import DeploymentCapture
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
@@ -252,6 +354,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
     SnapshotRun,
     select_units,
 )
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, given_stacks
 from ansible_collections.lifeboat.docker.plugins.module_utils._version import COLLECTION_VERSION
 
 
@@ -269,6 +372,8 @@ def main() -> None:
         compression_level={"type": "int", "default": 3},
         tags={"type": "list", "elements": "str", "default": []},
         stop_timeout={"type": "int", "default": 30},
+        swarm_stacks={"type": "list", "elements": "raw", "default": []},
+        include_images={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -277,6 +382,10 @@ def main() -> None:
     if not 1 <= params["compression_level"] <= 22:
         module.fail_json(msg=f"compression_level {params['compression_level']} is out of range: use 1 (fastest) to 19 "
                              "(smallest), or 20-22 with much memory")
+    try:
+        given_stacks(params["swarm_stacks"])
+    except SwarmError as exc:
+        module.fail_json(msg=str(exc))
     client = client_for(module)
     result = {"changed": False, "snapshot_id": None, "repository": params["repository"], "complete": False,
               "units": {}, "failed_units": [], "repaired": [], "cleaned": []}
@@ -302,6 +411,9 @@ def main() -> None:
                               stop_timeout=params["stop_timeout"], collection_version=COLLECTION_VERSION,
                               docker_version={"version": version.get("Version"),
                                               "api_version": version.get("ApiVersion")})
+            run.deployment_capture = DeploymentCapture(client, repo, raw, include_images=params["include_images"],
+                                                       level=params["compression_level"])
+            run.swarm_stacks = params["swarm_stacks"]
             parallel = params["parallel"] or os.cpu_count() or 1
             outcome = run.run(units, parallel=parallel, lock_timeout=params["lock_timeout"],
                               client_factory=lambda: connect(params))
@@ -315,6 +427,16 @@ def main() -> None:
     outcome = dict(outcome)
     failed_units = outcome.pop("failed")
     result.update(outcome, failed_units=failed_units, changed=outcome["snapshot_id"] is not None)
+    if outcome["snapshot_id"] and run.swarm_result is not None:
+        result["swarm"] = run.swarm_result
+        for text in run.swarm_result["problems"]:
+            module.warn(f"swarm section of snapshot {outcome['snapshot_id']}: {text}")
+    if outcome["snapshot_id"] and run.deployment_result is not None:
+        result["deployment"] = run.deployment_result
+        for text in run.deployment_result["left_out"]:
+            module.warn(f"not stored in snapshot {outcome['snapshot_id']}: {text}")
+        for text in run.deployment_result["problems"]:
+            module.warn(f"deployment of snapshot {outcome['snapshot_id']}: {text}")
     if result["failed_units"]:
         names = "; ".join(f"{f['id']}: {f['error']}" for f in result["failed_units"])
         where = f"snapshot {outcome['snapshot_id']} lists the others as incomplete" if outcome["snapshot_id"] \

@@ -1,0 +1,216 @@
+"""The deployment section (records, references for prune/copy/sealed records) and the rebuild's
+pure planning: snapshot choice, dependency order, create requests, the plan and the runbook."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils import _rebuild as rb
+from ansible_collections.lifeboat.docker.plugins.module_utils._copy import object_refs
+from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import (
+    compose_projects,
+    deployment_container,
+    image_reuse_key,
+    known_image_archives,
+    network_record,
+)
+
+
+def ref(char: str, **extra) -> dict:
+    return {"sha256": char * 64, "size": 10, **extra}
+
+
+def attrs(name: str, **over) -> dict:
+    base = {
+        "Id": "f" * 64, "Name": "/" + name, "Image": "sha256:" + "1" * 64,
+        "Config": {"Image": "app:1", "Cmd": ["serve"], "Entrypoint": None, "Env": ["PATH=/bin", "SECRET=hunter2"],
+                   "Labels": {"tier": "web"}, "Hostname": "f" * 12, "ExposedPorts": {"80/tcp": {}}},
+        "HostConfig": {"NetworkMode": "app_net", "RestartPolicy": {"Name": "unless-stopped"},
+                       "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, "Links": None},
+        "State": {"Status": "running"},
+        "Mounts": [{"Type": "volume", "Name": "data", "Source": "/x", "Destination": "/srv", "RW": True, "Mode": "z"}],
+        "NetworkSettings": {"Networks": {"app_net": {"Aliases": ["f" * 12, "www", name]},
+                                         "backend": {"Aliases": None, "IPAMConfig": {"IPv4Address": "10.5.0.9"}}}},
+    }
+    for key, value in over.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) else value
+    return base
+
+
+def spec(name: str, **over) -> dict:
+    out = deployment_container(attrs(name), {}, {"PATH": "/bin"})
+    out.update(over)
+    return out
+
+
+# -- the deployment section -----------------------------------------------------------------------
+
+def test_container_spec_records_env_names_it_sets_never_values():
+    record = spec("web")
+    text = json.dumps(record)
+    assert "hunter2" not in text
+    assert record["env_set"] == ["SECRET"]  # PATH is the image's own value
+    assert record["env_names"] == ["PATH", "SECRET"]
+    assert record["state"] == "running" and record["hostname"] is None
+    ep = {e["name"]: e for e in record["endpoints"]}
+    assert ep["app_net"]["aliases"] == ["www"] and ep["backend"]["ipv4_address"] == "10.5.0.9"
+
+
+def test_network_record_keeps_ipam_and_flags():
+    net = network_record({"Name": "n", "Driver": "bridge", "Internal": True, "Attachable": True,
+                          "Labels": {"a": "b"}, "Options": {"com.docker.network.bridge.name": "br-x"},
+                          "IPAM": {"Driver": "default", "Config": [{"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.1"}]}})
+    assert net["internal"] and net["attachable"]
+    assert net["ipam"]["config"] == [{"subnet": "10.9.0.0/24", "gateway": "10.9.0.1"}]
+
+
+def test_compose_projects_from_labels():
+    labels = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web",
+              "com.docker.compose.project.working_dir": "/srv/shop",
+              "com.docker.compose.project.config_files": "/srv/shop/compose.yml,/srv/shop/override.yml",
+              "com.docker.compose.depends_on": "db:service_started:false"}
+    web = spec("shop-web-1", labels=labels, compose=None)
+    web["compose"] = __import__("ansible_collections.lifeboat.docker.plugins.module_utils._deployment",
+                                fromlist=["compose_of"]).compose_of(labels)
+    projects = compose_projects([web])
+    assert projects[0]["name"] == "shop" and projects[0]["config_files"] == ["/srv/shop/compose.yml",
+                                                                              "/srv/shop/override.yml"]
+    assert projects[0]["services"][0]["depends_on"] == ["db"] and projects[0]["services"][0]["running"]
+
+
+def deployment_manifest() -> dict:
+    return {
+        "format": mf.MANIFEST_FORMAT, "version": 1, "id": "20261122T103000Z-web1-3fa2c1", "host": "web1",
+        "time": "2026-11-22T10:30:00.000000Z", "complete": True, "failed": [],
+        "units": [{"id": "volume:data", "kind": "volume", "object": ref("a"), "index": ref("b"),
+                   "source": {"type": "volume", "name": "data"}}],
+        "deployment": {
+            "containers": [spec("web")], "networks": [], "volumes": [],
+            "compose_projects": [{"name": "shop", "files": [{"path": "/srv/shop/compose.yml", "object": ref("c")}],
+                                  "env_files": [{"path": "/srv/shop/.env", "object": ref("d", encryption="age")}],
+                                  "services": []}],
+            "images": [{"id": "sha256:" + "1" * 64, "tags": ["app:1"], "archive": ref("e"),
+                        "reuse_key": image_reuse_key("sha256:" + "1" * 64, [])}],
+            "environment": ref("f", encryption="age"),
+        },
+    }
+
+
+def test_prune_copy_and_sealed_record_find_every_deployment_object():
+    man = deployment_manifest()
+    wanted = {c * 64 for c in "abcdef"}
+    assert set(mf.objects_of(man)) == wanted
+    assert set(object_refs(man)) == wanted
+    sealed = mf.sealed_record(man, ref("9"), ["age1xyz"])
+    assert set(mf.objects_of(sealed)) == wanted | {"9" * 64}
+    assert set(object_refs(sealed)) == wanted | {"9" * 64}
+    text = json.dumps(sealed)
+    for secret_or_name in ("shop", "compose.yml", ".env", "SECRET", "app:1", "www", "serve", "tier"):
+        assert secret_or_name not in text, secret_or_name
+    # a later snapshot finds the image archive by its reuse key in the sealed record
+    known = known_image_archives([sealed])
+    assert known[image_reuse_key("sha256:" + "1" * 64, [])]["archive"]["sha256"] == "e" * 64
+
+
+def test_object_refs_need_a_sha_and_a_size():
+    assert mf.is_object_ref(ref("a"))
+    assert not mf.is_object_ref({"sha256": "a" * 64, "size": "10"})
+    assert not mf.is_object_ref({"sha256": "sha256:" + "a" * 64, "size": 10})
+    assert mf.deployment_refs({"deployment": {"containers": [{"labels": {"sha256": "a" * 64, "size": "1"}}]}}) == []
+
+
+def test_image_reuse_key_depends_on_recipients():
+    assert image_reuse_key("sha256:1", []) != image_reuse_key("sha256:1", ["age1x"])
+    assert image_reuse_key("sha256:1", ["b", "a"]) == image_reuse_key("sha256:1", ["a", "b"])
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+def records() -> list[dict]:
+    return [{"id": "20261120T010000Z-web1-aaaaaa", "host": "web1", "time": "2026-11-20T01:00:00Z", "complete": True},
+            {"id": "20261121T010000Z-web1-bbbbbb", "host": "web1", "time": "2026-11-21T01:00:00Z", "complete": False},
+            {"id": "20261121T010000Z-db2-cccccc", "host": "db2", "time": "2026-11-21T01:00:00Z", "complete": True}]
+
+
+def test_choose_snapshot():
+    assert rb.choose_snapshot(records(), "web1")["id"].endswith("aaaaaa")  # newest complete
+    assert rb.choose_snapshot(records(), "web1", "2026-11-21")["id"].endswith("aaaaaa")
+    assert rb.choose_snapshot(records(), "web1", "20261121T010000Z-web1-bbbbbb")["id"].endswith("bbbbbb")
+    with pytest.raises(rb.PlanError, match="snapshots of: db2, web1"):
+        rb.choose_snapshot(records(), "web9")
+
+
+def test_service_order_follows_links_volumes_from_and_network_mode():
+    specs = [spec("proxy", host_settings={"Links": ["/web:/proxy/web"]}),
+             spec("web", host_settings={"VolumesFrom": ["data:ro"]}),
+             spec("data", state="created"),
+             spec("sidecar", network_mode="container:proxy"),
+             spec("db")]
+    order = [s["name"] for s in rb.service_order(specs, already={"db"})]
+    assert order.index("data") < order.index("web") < order.index("proxy") < order.index("sidecar")
+    assert "db" in order
+
+
+def test_service_order_refuses_cycles():
+    specs = [spec("a", host_settings={"Links": ["/b:/a/b"]}), spec("b", host_settings={"VolumesFrom": ["a"]})]
+    with pytest.raises(rb.PlanError, match="cycle: container:a, container:b"):
+        rb.service_order(specs)
+
+
+def test_create_request_replays_the_spec():
+    req = rb.create_request(spec("web", host_settings={"CapAdd": ["NET_ADMIN"], "IpcMode": "private"}),
+                            {"SECRET": "s"})
+    assert req["create"]["environment"] == {"SECRET": "s"} and req["missing_environment"] == []
+    assert req["create"]["ports"] == [("80", "tcp")]
+    assert req["host_config"]["binds"] == ["data:/srv:rw,z"]
+    assert req["host_config"]["restart_policy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    assert req["host_config"]["cap_add"] == ["NET_ADMIN"] and "ipc_mode" not in req["host_config"]
+    assert req["network"] == ("app_net", {"aliases": ["www"]})
+    assert req["connect"] == [("backend", {"ipv4_address": "10.5.0.9"})]
+    assert rb.create_request(spec("web"), {})["missing_environment"] == ["SECRET"]
+
+
+def test_plan_says_what_is_missing_and_nothing_once_everything_is_there():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    man["deployment"]["networks"] = [{"name": "app_net", "driver": "bridge"}]
+    man["deployment"]["volumes"] = [{"name": "data", "driver": "local"}, {"name": "data.pre-restore-1", "driver": "local"}]
+    empty = {"containers": {}, "networks": [], "volumes": {}, "images": [], "paths": {}}
+    plan = rb.plan_rebuild(man, empty, {})
+    assert [v["name"] for v in plan["volumes"]] == ["data"]
+    assert plan["volume_data"][0]["action"] == "restore" and plan["images"][0]["action"] == "load"
+    assert plan["services"] == [{"kind": "container", "name": "web", "image": "app:1", "state": "running",
+                                 "action": "create and start"}]
+    assert plan["missing_environment"] == {"web": ["SECRET"]}
+    assert rb.plan_rebuild(man, empty, {"web": {"SECRET": "x"}})["missing_environment"] == {}
+    done = {"containers": {"web": "running"}, "networks": ["app_net"], "volumes": {"data": True},
+            "images": ["sha256:" + "1" * 64], "paths": {}}
+    plan = rb.plan_rebuild(man, done, {})
+    assert plan["changes"] == 0 and plan["missing_environment"] == {}
+
+
+def test_plan_refuses_snapshots_without_deployment():
+    man = deployment_manifest()
+    del man["deployment"]
+    with pytest.raises(rb.PlanError, match="no deployment section"):
+        rb.plan_rebuild(man, {}, {})
+
+
+def test_runbook_is_a_procedure_without_secrets():
+    man = deployment_manifest()
+    man["encryption"] = {"scheme": "age"}
+    man["deployment"]["compose_projects"] = []
+    man["deployment"]["networks"] = [{"name": "app_net", "driver": "bridge", "internal": True,
+                                      "ipam": {"config": [{"subnet": "10.9.0.0/24"}]}}]
+    text = rb.runbook(man, "sftp://backup@vault/srv/lifeboat")
+    assert "docker network create --driver bridge --subnet 10.9.0.0/24 --internal app_net" in text
+    assert f"cat $REPO/objects/ee/{'e' * 64} | zstd -d | docker load" in text
+    assert f"age -d -i \"$KEY\" $REPO/objects/ff/" not in text
+    assert "-e SECRET=\"$SECRET\"" in text and "hunter2" not in text
+    assert "docker network connect backend web" in text
+    assert text.index("## 4. Volume data") < text.index("## 7. Services")
+    lines = rb.plan_lines(rb.plan_rebuild(man, {"containers": {}}, {}))
+    assert any("volume_data: volume:data: restore" in line for line in lines)
