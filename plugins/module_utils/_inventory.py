@@ -23,6 +23,12 @@ import posixpath
 import re
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import (
+    annotate_units,
+    inventory_section,
+    validate_stack_policy,
+)
+
 STRATEGIES = ("dump", "stop", "pause", "live", "skip")
 ENGINES = ("postgres", "mariadb", "mysql", "redis", "mongodb", "sqlite", "none")
 SERVER_ENGINES = ("postgres", "mariadb", "mysql", "redis", "mongodb")
@@ -260,7 +266,8 @@ def validate_policy(policy: Any) -> dict[str, dict[str, Any]]:
     """The policy normalised to {key: {strategy, engine, exclude, order, confidential, reason}}.
 
     Keys: volume names, absolute host paths, unit ids (volume:NAME, path:/P, db:CONTAINER) or
-    shell globs over any of these. A value may be a mapping of settings, a bare strategy string,
+    shell globs over any of these; stack:NAME names a swarm stack's compose files (_swarm.py).
+    A value may be a mapping of settings, a bare strategy string,
     or empty (declared, planned by the usual rules). Raises PolicyError with a clear message.
     """
     if policy is None:
@@ -290,6 +297,12 @@ def validate_policy(policy: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(value, dict):
             raise PolicyError(f"{where}: the value must be a mapping of settings ({allowed}) or a "
                               f"strategy name, got {type(value).__name__}")
+        if key.startswith("stack:"):  # a swarm stack: where its compose files are (see _swarm.py)
+            try:
+                result[key] = validate_stack_policy(key, value)
+            except ValueError as exc:
+                raise PolicyError(str(exc)) from exc
+            continue
         unknown = sorted(str(k) for k in value if k not in POLICY_SETTINGS)
         if unknown:
             raise PolicyError(f"{where}: unknown setting(s) {', '.join(unknown)}; allowed: {allowed}")
@@ -1215,6 +1228,9 @@ def build_inventory(raw: dict[str, Any], scans: dict[str, dict[str, Any]] | None
     With undeclared=warn, each undeclared item also becomes a warning finding.
     """
     planner = _Planner(raw, scans, policy, include_sizes)
+    swarm = inventory_section(raw, policy)
+    planner.used_policy_keys.update(f"stack:{s['name']}" for s in (swarm or {}).get("stacks") or []
+                                    if f"stack:{s['name']}" in (policy or {}))
     result = planner.plan(dump_tools)
     for unit in result["units"]:
         if unit["kind"] == "database":
@@ -1222,6 +1238,11 @@ def build_inventory(raw: dict[str, Any], scans: dict[str, dict[str, Any]] | None
         _key, entry = match_policy(policy or {}, [unit["id"], unit["source"]])
         hooks = {k: (entry or {}).get(k) for k in ("pre", "post", "hook_timeout", "on_error")}
         unit["hooks"] = hooks if hooks["pre"] or hooks["post"] else None
+    # Swarm: units name the services whose tasks use them; databases in tasks are named by service.
+    annotate_units(result["units"], raw)
+    result["units"].sort(key=lambda u: u["id"])
+    if swarm is not None:
+        result["swarm"] = swarm
     if undeclared == "warn":
         for item in result["undeclared"]:
             result["findings"].append({

@@ -20,6 +20,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     build_inventory,
     database_candidates,
 )
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import read_swarm
 
 # Only this deep are on-disk markers (PG_VERSION, WiredTiger ...) looked for, and only this deep
 # is the tree walked when sizes are not wanted.
@@ -207,7 +208,8 @@ def volume_data_path(volume: dict[str, Any]) -> str | None:
 
 
 def read_engine(client) -> dict[str, Any]:
-    """Containers (inspected), volumes, networks, images and the host name, as the API gives them."""
+    """Containers (inspected), volumes, networks, images, the host name and the swarm view (services,
+    tasks, nodes on a manager; None outside a swarm), as the API gives them."""
     from docker.errors import NotFound  # type: ignore[import-not-found]
 
     api = client.api
@@ -222,7 +224,7 @@ def read_engine(client) -> dict[str, Any]:
     images = api.images()
     info = api.info()
     return {"containers": containers, "volumes": volumes, "networks": networks,
-            "images": images, "host": info.get("Name") or ""}
+            "images": images, "host": info.get("Name") or "", "swarm": read_swarm(api, info)}
 
 
 def scan_all(raw: dict[str, Any], measure: bool) -> dict[str, dict[str, Any]]:

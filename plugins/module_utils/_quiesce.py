@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import ServiceScaler, is_task, rescale
 
 STATE_DIR_ENV = "LIFEBOAT_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/lifeboat"
@@ -71,9 +72,10 @@ class Journal:
         }
         self._lock = threading.Lock()  # units captured in parallel share one journal
 
-    def record(self, container_id: str, name: str, action: str) -> None:
+    def record(self, container_id: str, name: str, action: str, **extra: Any) -> None:
+        """EXTRA: what undoing the action needs besides the id (a scaled service's replicas)."""
         with self._lock:
-            self.doc["containers"].append({"id": container_id, "name": name, "action": action})
+            self.doc["containers"].append(dict(extra, id=container_id, name=name, action=action))
             _write_atomic(self.path, self.doc)
 
     def done(self, container_id: str) -> None:
@@ -92,7 +94,8 @@ class Journal:
 
 
 def repair(client) -> list[dict[str, Any]]:
-    """Replay the journals of dead processes: start / unpause what they left quiesced."""
+    """Replay the journals of dead processes: start / unpause what they left quiesced, scale the
+    swarm services they left at 0 back to their recorded replicas."""
     from docker.errors import NotFound  # type: ignore[import-not-found]
 
     repaired: list[dict[str, Any]] = []
@@ -117,6 +120,12 @@ def repair(client) -> list[dict[str, Any]]:
             outcome = {"container": entry.get("name"), "id": entry.get("id"), "action": entry.get("action"),
                        "operation": doc.get("operation"), "journal_pid": pid}
             try:
+                if entry["action"] == "scale":  # a swarm service scaled to 0 (see _swarm.py)
+                    outcome["result"], keep = rescale(client, entry)
+                    if keep:
+                        pending.append(entry)
+                    repaired.append(outcome)
+                    continue
                 container = client.containers.get(entry["id"])
                 if entry["action"] == "pause" and container.status == "paused":
                     container.unpause()
@@ -143,6 +152,9 @@ def repair(client) -> list[dict[str, Any]]:
 class Quiesced:
     """Context manager: stop (or pause) containers in the given order, restore in reverse.
 
+    A task of a swarm service is not stopped (swarm would start a replacement at once): "stop"
+    scales its service to 0 and, on the way out, back to the replicas it had (journalled as action
+    "scale" with the replicas, so that a killed run is repaired). Pausing a task pauses it.
     Containers that are not running are left alone. `downtime` maps container name to the
     seconds it was stopped; `start_failures` lists the containers that did not come back (the
     caller reports them as failed units after all others were started).
@@ -167,6 +179,9 @@ class Quiesced:
                 container = self.client.containers.get(name)
                 if self.action == "stop" and container.status not in ("running", "restarting", "paused"):
                     continue
+                if self.action == "stop" and is_task(container.labels):
+                    self._scale_down(container)
+                    continue
                 if self.action == "pause" and container.status != "running":
                     continue
                 self.journal.record(container.id, container.name, self.action)
@@ -184,6 +199,17 @@ class Quiesced:
     def __exit__(self, *exc_info) -> bool:
         self.resume()
         return False
+
+    def _scale_down(self, container) -> None:
+        """Scale the service of a swarm task to 0 (once per service), journalled first."""
+        service_id = container.labels["com.docker.swarm.service.id"]
+        if any(getattr(q, "id", None) == service_id for q, _started in self.quiesced):
+            return
+        scaler = ServiceScaler(self.client, service_id, self.stop_timeout)
+        self.journal.record(service_id, scaler.name, "scale", replicas=scaler.replicas, cluster=scaler.cluster)
+        started = time.monotonic()
+        self.quiesced.append((scaler, started))  # resumed (scaled back) even if scaling down fails midway
+        scaler.scale_down()
 
     def resume(self) -> None:
         while self.quiesced:

@@ -76,8 +76,12 @@ base_image() {
 }
 
 # build_image NAME TAG DIR BASE_TAG: docker build DIR FROM lifeboat-test/debian-base:BASE_TAG
-build_image() {
-  local name=lifeboat-test/$1:$2 dir=$images_dir/$3 base=lifeboat-test/debian-base:$4 hash
+build_image() { build_from "$1" "$2" "$3" "lifeboat-test/debian-base:$4"; }
+
+# build_from NAME TAG DIR BASE_IMAGE: docker build DIR FROM BASE_IMAGE (a bench image), rebuilt
+# when its own recipe or the base image's recipe changes
+build_from() {
+  local name=lifeboat-test/$1:$2 dir=$images_dir/$3 base=$4 hash
   hash=$(recipe_hash "$dir" "$(image_recipe "$base")")
   if [ "$(image_recipe "$name")" = "$hash" ]; then log "$name is up to date"; return 0; fi
   log "building $name"
@@ -96,6 +100,7 @@ build_images() {
   build_image debian-host 13 debian-host 13
   build_image busybox latest busybox 12
   build_image postgres 15 postgres 12
+  build_from postgis 15-3 postgis lifeboat-test/postgres:15   # PostGIS on the postgres recipe
   build_image mariadb latest mariadb 12
   build_image redis latest redis 12
   build_image nginx latest nginx 12

@@ -1,0 +1,231 @@
+# Copyright: lifeboat.docker developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of lifeboat.docker: not a public API, free to change between releases.
+
+"""Rebuilding swarm stacks from a snapshot's swarm section, on a fresh engine or the same one.
+
+Order, per stack: (1) the engine becomes a swarm manager (docker swarm init) unless it is one;
+(2) the stack's volume units are restored into their volumes, created with their recorded labels,
+before anything runs on them (an application never starts on an empty volume and writes its own
+defaults into it); (3) the compose files, stored with the snapshot or rebuilt from the recorded
+service specs, go to `docker stack deploy`; (4) every service runs its replicas; (5) the dumps of
+the databases that ran as the stack's tasks are restored into the tasks that run now (PostgreSQL
+and the other SQL engines through their client, Redis by placing its RDB with the service scaled
+to 0 and back).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils import _swarm as sw
+from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture, object_chunks
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, plan_restore
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreRun
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+
+SOURCES = ("auto", "compose", "specs")
+
+
+class RebuildError(sw.SwarmError):
+    """The rebuild cannot go on; the message says what was done already and what to do."""
+
+
+def swarm_section(manifest: dict[str, Any]) -> dict[str, Any]:
+    section = manifest.get("swarm")
+    if not section or not section.get("stacks"):
+        raise RebuildError(f"snapshot {manifest.get('id')} records no swarm stack: it was taken on a host outside "
+                           "a swarm, on a worker, or by a lifeboat version before swarm support; pick a snapshot "
+                           "taken on the swarm's manager")
+    return section
+
+
+def pick_stacks(section: dict[str, Any], wanted: list[str] | None) -> list[dict[str, Any]]:
+    stacks = {s["name"]: s for s in section["stacks"]}
+    unknown = sorted(set(wanted or []) - set(stacks))
+    if unknown:
+        raise RebuildError(f"the snapshot has no stack {', '.join(unknown)}; it has {', '.join(sorted(stacks))}")
+    return [stacks[n] for n in sorted(stacks) if not wanted or n in wanted]
+
+
+def stack_of_unit(unit: dict[str, Any], stack: dict[str, Any]) -> bool:
+    """Whether a manifest unit belongs to STACK: a volume of the stack, or a database dumped from one
+    of its tasks."""
+    if unit.get("kind") == "volume":
+        source = unit.get("source") or {}
+        return source.get("name") in {v["name"] for v in stack.get("volumes") or []} or \
+            (source.get("labels") or {}).get(sw.STACK_LABEL) == stack["name"]
+    if unit.get("kind") == "database":
+        labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
+        return labels.get(sw.STACK_LABEL) == stack["name"]
+    return False
+
+
+def unit_service(unit: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(service, slot) a database unit was dumped from, from its container's swarm labels."""
+    labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
+    service = labels.get(sw.SERVICE_NAME_LABEL)
+    task = labels.get(sw.TASK_NAME_LABEL) or ""
+    slot = task[len(service) + 1:].split(".", 1)[0] if service and task.startswith(service + ".") else None
+    return service, slot
+
+
+class SwarmRebuild:
+    def __init__(self, client, repo, docker_host: str | None, *, compose_dir: str, force: bool = False,
+                 verify: bool = True, stop_timeout: int = 30, converge_timeout: int = 300) -> None:
+        self.client = client
+        self.repo = repo
+        self.docker_host = docker_host
+        self.compose_dir = compose_dir
+        self.force = force
+        self.verify = verify
+        self.stop_timeout = stop_timeout
+        self.converge_timeout = converge_timeout
+
+    # -- compose files ---------------------------------------------------------------------------
+    def compose_files(self, stack: dict[str, Any], source: str, environment: dict[str, dict[str, str]]
+                      ) -> tuple[list[str], str]:
+        """Write the stack's compose files into compose_dir/STACK: (paths, "compose" or "specs")."""
+        where = os.path.join(self.compose_dir, stack["name"])
+        stored = (stack.get("compose") or {}).get("files") or []
+        if source == "compose" and not stored:
+            raise RebuildError(f"stack {stack['name']} was recorded without compose files (only its service "
+                               "specs): use source auto or specs")
+        if stored and source in ("auto", "compose"):
+            paths = []
+            for index, item in enumerate(stored):
+                data = self.repo.read_object(item["object"], f"compose file {item['path']} of stack {stack['name']}")
+                paths.append(sw.write_compose(where, f"{index:02d}-{item['name']}", data))
+            return paths, "compose"
+        doc, missing = sw.compose_from_specs(stack, environment)
+        if missing:
+            raise RebuildError(f"stack {stack['name']} is rebuilt from its recorded specs, which name environment "
+                               f"variables but never hold their values; give them in environment (by service): "
+                               f"{', '.join(missing)}")
+        return [sw.write_compose(where, "docker-stack.from-specs.yml", sw.compose_bytes(doc))], "specs"
+
+    def external_networks(self, stack: dict[str, Any]) -> list[str]:
+        """Create the overlay networks the stack uses but does not own (declared external)."""
+        created = []
+        have = {n.name for n in self.client.networks.list()}
+        for net in stack.get("networks") or []:
+            if not net.get("external") or net["name"] in have or net.get("scope") not in ("swarm", None):
+                continue
+            self.client.networks.create(net["name"], driver=net.get("driver") or "overlay",
+                                        attachable=bool(net.get("attachable")), internal=bool(net.get("internal")),
+                                        labels=net.get("labels") or None, scope="swarm")
+            created.append(net["name"])
+        return created
+
+    # -- restores --------------------------------------------------------------------------------
+    def restore_volume(self, manifest: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
+        raw = read_engine(self.client)
+        plan = plan_restore(unit, raw, None, None)
+        if plan["nonempty"] and not self.force:
+            raise RebuildError(f"volume {plan['target']} exists and is not empty: set force: true to replace its "
+                               "content (kept aside as a volume NAME.pre-restore-TIME)")
+        outcome = RestoreRun(self.client, self.repo, raw, self.stop_timeout).run(
+            manifest, unit, plan, self.force, self.verify, False)
+        return {"unit": unit["id"], "target": outcome["target"], "files": outcome.get("files"),
+                "bytes": outcome.get("bytes"), "previous": outcome.get("previous"), "seconds": outcome.get("seconds")}
+
+    def restore_dump(self, manifest: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
+        service, slot = unit_service(unit)
+        if not service:
+            raise RebuildError(f"{unit['id']} was not dumped from a swarm task: restore it with snapshot_restore")
+        target = sw.task_container(self.client, service, slot)
+        if unit.get("engine") == "redis":
+            outcome = self.restore_redis(unit, service, target)
+        else:
+            runner = DbRestoreRun(self.client, self.repo, read_engine(self.client), self.stop_timeout)
+            plan = runner.plan(unit, target)
+            outcome = runner.run(manifest, unit, plan, self.force, self.verify)
+            outcome = {k: outcome.get(k) for k in ("target", "previous", "verified", "seconds")}
+        return dict(outcome, unit=unit["id"], service=service, engine=unit.get("engine"))
+
+    def _redis(self, target: str, *args: str) -> str:
+        env = {}
+        for item in (self.client.api.inspect_container(target).get("Config") or {}).get("Env") or []:
+            key, _sep, value = item.partition("=")
+            if key == "REDIS_PASSWORD" and value:
+                env["REDISCLI_AUTH"] = value
+        run = exec_capture(self.client, target, Spec(["redis-cli", *args], env), timeout=60)
+        if run["exit_code"] != 0:
+            raise RebuildError(f"redis-cli {' '.join(args)} in {target} failed: {run['output'][-500:]}")
+        return run["output"]
+
+    def restore_redis(self, unit: dict[str, Any], service: str, target: str) -> dict[str, Any]:
+        """Place the RDB in the service's data volume while the service is scaled to 0, then scale it
+        back: the new task loads it at start. (Stopping a task would only make swarm replace it.)"""
+        started = time.monotonic()
+        lines = self._redis(target, "CONFIG", "GET", "*").splitlines()
+        settings = dict(zip(lines[0::2], lines[1::2]))
+        if settings.get("appendonly") == "yes":
+            raise RebuildError(f"Redis of service {service} uses appendonly (AOF), which would override the restored "
+                               "RDB at start: deploy it with appendonly no for the restore")
+        data_dir = settings.get("dir") or "/data"
+        mounts = self.client.api.inspect_container(target).get("Mounts") or []
+        host_dir = next((m.get("Source") for m in mounts if m.get("Destination") == data_dir), None)
+        if not host_dir or not os.path.isdir(host_dir):
+            raise RebuildError(f"Redis of service {service} keeps its data in {data_dir}, which is no volume on this "
+                               "node: mount a volume there")
+        final = os.path.join(host_dir, settings.get("dbfilename") or "dump.rdb")
+        staged = f"{final}.lifeboat-{os.getpid()}"
+        owner = os.stat(host_dir)
+        with open(staged, "wb") as out:
+            for chunk in object_chunks(self.repo, unit["object"]):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chown(staged, owner.st_uid, owner.st_gid)
+        os.chmod(staged, 0o600)
+        journal = Journal(f"rebuild: restore {unit['id']} into service {service}")
+        try:
+            with Quiesced(self.client, [target], journal, "stop", self.stop_timeout) as quiesce:
+                os.replace(staged, final)  # after the old task saved on its way out
+                fsync_dir(host_dir)
+        finally:
+            journal.close()
+            if os.path.exists(staged):
+                os.unlink(staged)
+        if quiesce.start_failures:
+            raise RebuildError(f"the RDB is in place but service {service} did not come back: "
+                               f"{quiesce.start_failures[0]['error']}")
+        now = sw.task_container(self.client, service)
+        sw.wait_until(f"Redis of service {service} answering", lambda: self._ping(now), 60)
+        keyspace = [line for line in self._redis(now, "INFO", "keyspace").splitlines() if line.startswith("db")]
+        return {"target": now, "previous": None, "keyspace": keyspace, "downtime": dict(quiesce.downtime),
+                "seconds": round(time.monotonic() - started, 3)}
+
+    def _ping(self, target: str) -> bool:
+        try:
+            return self._redis(target, "PING").strip() == "PONG"
+        except RebuildError:
+            return False
+
+    # -- one stack -------------------------------------------------------------------------------
+    def rebuild(self, manifest: dict[str, Any], stack: dict[str, Any], source: str,
+                environment: dict[str, dict[str, str]], restore_volumes: bool, restore_dumps: bool) -> dict[str, Any]:
+        started = time.monotonic()
+        name = stack["name"]
+        units = [u for u in manifest.get("units") or [] if u.get("object") and stack_of_unit(u, stack)]
+        result: dict[str, Any] = {"stack": name, "volumes": [], "dumps": [], "networks_created": []}
+        files, used = self.compose_files(stack, source, environment)
+        result.update(compose_files=files, source=used)
+        if restore_volumes:
+            for unit in sorted((u for u in units if u["kind"] == "volume"), key=lambda u: u["id"]):
+                result["volumes"].append(self.restore_volume(manifest, unit))
+        result["networks_created"] = self.external_networks(stack)
+        sw.stack_deploy(self.docker_host, name, files)
+        result["services"] = sw.wait_converged(self.client, name, self.converge_timeout)
+        if restore_dumps:
+            for unit in sorted((u for u in units if u["kind"] == "database"), key=lambda u: u["id"]):
+                result["dumps"].append(self.restore_dump(manifest, unit))
+            result["services"] = sw.wait_converged(self.client, name, self.converge_timeout)
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
