@@ -34,6 +34,11 @@ def test_python_docker_sdk(host):
     assert int(version.split(".")[0]) >= 5
 
 
+def test_python_boto3_for_s3_repositories(host):
+    version = host.check_output("python3 -c 'import boto3; print(boto3.__version__)'")
+    assert int(version.split(".")[0]) >= 1
+
+
 def test_nested_engine_runs_a_container(host):
     """Load the bench's busybox into the nested engine, then run it there."""
     name = host.backend.get_hostname()
