@@ -13,6 +13,10 @@ configuration file (option rclone_config, else rclone's own default); its secret
 messages: the values of the configuration's password-like settings are masked in whatever rclone
 prints.
 
+rcat streams only to backends that take uploads of unknown size (rclone's feature PutStream: S3,
+SFTP, Drive, Dropbox, local, ...); for the others, WebDAV among them in rclone 1.60, rclone spools
+each object to a temporary file in TMPDIR before sending it (see docs/stores-sftp-rclone.md).
+
 PATH is relative to the remote's root (rclone://dav/backups is `dav:backups`); //PATH is
 absolute, for remotes that have one (rclone://nas//srv/backups is `nas:/srv/backups`).
 """
