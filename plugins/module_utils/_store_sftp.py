@@ -351,7 +351,7 @@ class SftpChannel:
             header = self.rfile.read(4)
             (length,) = struct.unpack(">I", header) if len(header) == 4 else (0,)
             if length > 1 << 16:  # no VERSION packet: text from the login shell, most likely
-                text = (header + self.rfile.read(200)).decode("utf-8", "replace").strip()
+                text = (header + self.rfile.read1(200)).decode("utf-8", "replace").strip()
                 self.dead = True
                 raise StoreError(f"{self.label}: the server sent {text!r} instead of an SFTP greeting: the "
                                  "account's shell or its startup files print text, or the account has no shell "
@@ -400,11 +400,13 @@ class SftpChannel:
     def send(self, kind: int, *parts: bytes) -> Reply:
         reply = Reply(self)
         with self.lock:
-            if self.dead:
-                raise StoreError(self.failure())
-            rid = self.next_id
-            self.next_id = (self.next_id + 1) & 0xFFFFFFFF
-            self.pending[rid] = reply
+            dead = self.dead
+            if not dead:
+                rid = self.next_id
+                self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+                self.pending[rid] = reply
+        if dead:
+            raise StoreError(self.failure())
         try:
             self._send_packet([bytes([kind]), struct.pack(">I", rid), *parts])
         except OSError:
