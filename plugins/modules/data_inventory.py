@@ -28,6 +28,12 @@ description:
     used by no container, or whose containers are not running (a stopped database is a consistent
     set of files; data containers that were created and never started hold data but run nothing)
     gets V(live)."
+  - "Swarm: on a swarm node RV(swarm) lists this node, the services (stack, mode, replicas, the
+    node each task runs on, the volumes their tasks use on this node) and the stacks. Units list
+    the services whose tasks use them (RV(units[].services)); a database dumped from a task is
+    named by its service (C(db:SERVICE), C(db:SERVICE.SLOT) with several replicas), since task
+    containers come and go. Strategy V(stop) on a swarm task's data scales its service to 0 and
+    back to its replicas (see M(lifeboat.docker.snapshot))."
   - Sockets (C(docker.sock), any C(*.sock), any socket file) and system paths (C(/proc), C(/sys),
     C(/dev), C(/run), C(/var/run), C(/var/lib/docker), C(/etc/localtime) and the like) are never
     captured; they appear in RV(binds) with their kind and as findings. Mounting the Docker socket
@@ -59,6 +65,9 @@ options:
         inside the data); C(order) (int); C(confidential) (bool); C(reason) (text added to the
         unit's reason). A bare string is a strategy; an empty value declares the item and lets the
         usual rules plan it."
+      - "A key C(stack:NAME) names a swarm stack: its value takes C(compose_files), the absolute paths
+        of the files the stack is deployed from (as given to C(docker stack deploy -c)); they appear in
+        RV(swarm.stacks) for M(lifeboat.docker.snapshot) to store (option C(swarm_stacks))."
       - Unknown keys or values fail the module with a message naming the entry.
       - Entries that match nothing on the host give a C(policy_unmatched) finding (a warning for an
         exact key, since declared data is gone).
@@ -377,6 +386,47 @@ units:
       description: The volume name or host path the database keeps its data in, or V(null) (C(db:) units only).
       type: str
       sample: postgres_data
+    services:
+      description: The swarm services whose tasks use the unit (empty outside swarm).
+      type: list
+      elements: str
+      sample: [maps_registrar, maps_renderer]
+    service:
+      description: The swarm service a database unit is dumped from (C(db:) units of swarm tasks only).
+      type: str
+      sample: maps_db
+swarm:
+  description:
+    - The swarm this engine is part of. Services and tasks are known on a manager; a worker knows
+      only its own task containers.
+  returned: when the engine is part of a swarm
+  type: dict
+  contains:
+    node:
+      description: This node (C(id), C(hostname), C(role), C(manager), C(cluster_id), C(addr), C(nodes)).
+      type: dict
+      sample: {"id": "m2kq...", "hostname": "maps1", "role": "manager", "manager": true,
+               "cluster_id": "x7c1...", "addr": "10.0.0.5", "nodes": 1}
+    services:
+      description:
+        - Every service with C(name), C(id), C(stack), C(short_name), C(mode) (V(replicated) or
+          V(global)), C(replicas), C(running) (tasks running), C(tasks) (C(task), C(slot), C(node),
+          C(this_node), C(state), C(container)), C(nodes), C(volumes) (used by its tasks on this
+          node), C(image), C(networks), C(constraints).
+      type: list
+      elements: dict
+      sample: [{"name": "maps_db", "stack": "maps", "mode": "replicated", "replicas": 1, "running": 1,
+                "nodes": ["maps1"], "volumes": ["maps_db-data"], "image": "postgis/postgis:15-3.4"}]
+    stacks:
+      description:
+        - Every stack (C(com.docker.stack.namespace)) with C(name), C(services), C(volumes) (on this
+          node), C(compose_files) and C(compose_files_from) (the policy entry C(stack:NAME), or the
+          label C(lifeboat.stack.compose_files) on one of its services, or V(null) when unknown).
+      type: list
+      elements: dict
+      sample: [{"name": "maps", "services": ["maps_db", "maps_proxy"], "volumes": ["maps_db-data"],
+                "compose_files": ["/srv/maps/docker-stack.yml"],
+                "compose_files_from": "label lifeboat.stack.compose_files on service maps_proxy"}]
 findings:
   description: What an operator should know, warnings first. Each warning is also an Ansible warning.
   returned: always
