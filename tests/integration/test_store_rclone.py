@@ -10,7 +10,6 @@ throughput on loopback (printed; run with -s to see it).
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 
