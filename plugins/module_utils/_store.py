@@ -253,7 +253,16 @@ def open_store(url: str, create: bool = False, options: dict | None = None) -> S
         import importlib
 
         module_name, class_name = REMOTE_STORES[scheme]
-        module = importlib.import_module(f"ansible_collections.lifeboat.docker.plugins.module_utils.{module_name}")
+        if scheme == "s3":
+            # A static import (in the function: loaded only when used), because AnsiballZ ships the
+            # module_utils that import statements name with a module, not what importlib loads.
+            from ansible_collections.lifeboat.docker.plugins.module_utils import _store_s3 as module
+        elif scheme == "sftp":
+            from ansible_collections.lifeboat.docker.plugins.module_utils import _store_sftp as module
+        elif scheme == "rclone":
+            from ansible_collections.lifeboat.docker.plugins.module_utils import _store_rclone as module
+        else:
+            module = importlib.import_module(f"ansible_collections.lifeboat.docker.plugins.module_utils.{module_name}")
         return getattr(module, class_name)(url, create=create, options=dict(options or {}))
     return LocalStore(url, create=create)
 
