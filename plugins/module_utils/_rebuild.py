@@ -13,7 +13,6 @@ arguments; runbook() writes the Markdown procedure a person can follow by hand.
 
 from __future__ import annotations
 
-import datetime as _dt
 import posixpath
 import re
 import shlex
@@ -367,15 +366,14 @@ def _read(ref: dict[str, Any]) -> str:
     return f"age -d -i \"$KEY\" {_obj(ref)}" if ref.get("encryption") else f"cat {_obj(ref)}"
 
 
-def runbook(manifest: dict[str, Any], repository: str, generated: _dt.datetime | None = None) -> str:
+def runbook(manifest: dict[str, Any], repository: str) -> str:
     """A Markdown procedure that rebuilds the host of MANIFEST by hand: a shell, Debian and the
     repository (and the age identity when the snapshot is encrypted). No secret is written into it."""
     dep = manifest.get("deployment") or {}
-    when = (generated or mf.utc_now()).strftime("%Y-%m-%d %H:%M UTC")
     encrypted = bool(manifest.get("encryption"))
     lines = [f"# Rebuilding {manifest['host']} by hand", "",
-             f"From snapshot `{manifest['id']}` (taken {manifest['time']}), written {when} by "
-             "lifeboat.docker's dr_rebuild. Every command runs as root on a fresh Debian 12 or 13 host.",
+             f"From snapshot `{manifest['id']}` (taken {manifest['time']}), written by lifeboat.docker's "
+             "dr_rebuild. Every command runs as root on a fresh Debian 12 or 13 host.",
              "The automatic way is one command: `ansible-playbook playbooks/dr_rebuild.yml` "
              "(see docs/dr_rebuild.md); this runbook is the same, step by step.", ""]
     lines += ["## 0. What you need", "",

@@ -13,7 +13,6 @@ exists is left as it is. So a second run changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine, volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet
+from ansible_collections.lifeboat.docker.plugins.module_utils._report import write_atomic
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, _nonempty, plan_restore, unit_index
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import (
     DbRestoreRun,
@@ -497,22 +497,13 @@ def _write_if_changed(path: str, data: bytes, mode: int) -> bool:
     """Write PATH atomically unless it holds DATA already; True when written."""
     try:
         with open(path, "rb") as fh:
-            if hashlib.sha256(fh.read()).digest() == hashlib.sha256(data).digest():
+            if fh.read() == data:
                 return False
     except FileNotFoundError:
         pass
-    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-    tmp = f"{path}.lifeboat-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RebuildError(f"{path} in the snapshot is not UTF-8 text: write it by hand from the runbook") from None
+    write_atomic(path, text, default_mode=mode)
     return True

@@ -64,15 +64,16 @@ options:
     type: path
   environment:
     description:
-      - Environment values per container (V({container: {NAME: value}})), from a vault. They add to
-        (and override) the values an encrypted snapshot stores; an unencrypted snapshot stores none.
+      - "Environment values per container (V({container: {NAME: value}})), from a vault. They add to
+        (and override) the values an encrypted snapshot stores; an unencrypted snapshot stores none."
       - Never shown in results.
     type: dict
     default: {}
   compose_env_files:
     description:
-      - Content of compose C(.env) files an unencrypted snapshot does not hold, by their path on the
-        lost host (V({/srv/app/.env: "KEY=value"})). Never shown in results.
+      - "Content of compose C(.env) files an unencrypted snapshot does not hold, by their path on the
+        lost host (V({/srv/app/.env: 'KEY=value'}))."
+      - Never shown in results.
     type: dict
     default: {}
   strict_units:
