@@ -1,15 +1,17 @@
 """The sftp:// store against a real OpenSSH server: the bench's sshd image in a container on loopback.
 
 The client side is this host's OpenSSH client, with a key pair and a known_hosts file the tests make
-(see fixtures/servers.py). Covered (issue 6): the Store interface with concurrent threads, the
-modules' round trip (snapshot, verify, restore, reuse, prune), the server killed mid-upload, the
-clear errors (unknown or changed host key, refused key, refused connection, missing repository),
-no secret in any output, and the throughput on loopback (printed; run with -s to see it).
+(see fixtures/servers.py). Covered (issue 6): the Store interface with concurrent threads, reads
+the server answers short, the modules' round trip (snapshot, verify, copy, restore, reuse, prune;
+no ssh process left behind), the server killed mid-upload, the clear errors (unknown or changed
+host key, refused key, refused connection, missing repository), no secret in any output, and the
+throughput on loopback (printed; run with -s to see it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 
@@ -44,6 +46,26 @@ def test_store_interface_with_threads(sshd):
     sc.store_contract(opener(sshd), sshd, f"{HOME}/contract")
 
 
+def test_short_reads_are_completed(sshd, monkeypatch):
+    """OpenSSH's sftp-server answers a READ with at most 255 KiB: asking for 512 KiB makes every reply
+    short, and the reader must ask again for the rest, ahead of its other requests in flight."""
+    from ansible_collections.lifeboat.docker.plugins.module_utils import _store_sftp as sf
+
+    store = opener(sshd)(sshd.url(f"{HOME}/short"), True)
+    try:
+        blob = os.urandom(5 << 20)
+        store.write_bytes("objects/ab/blob", blob)
+        asked: list[int] = []
+        request = sf.SftpReader._request
+        monkeypatch.setattr(sf, "CHUNK", 512 * 1024)
+        monkeypatch.setattr(sf.SftpReader, "_request",
+                            lambda self, offset, length: asked.append(length) or request(self, offset, length))
+        assert store.read_bytes("objects/ab/blob") == blob
+        assert [n for n in asked if n < 512 * 1024], "no reply was short: the test proves nothing"
+    finally:
+        store.close()
+
+
 def test_throughput_on_loopback(sshd):
     store = opener(sshd)(sshd.url(f"{HOME}/speed"), True)
     try:
@@ -53,8 +75,23 @@ def test_throughput_on_loopback(sshd):
     print(f"\nSFTP store, 200 MiB of random bytes on loopback: upload {up:.1f} MB/s, download {down:.1f} MB/s")
 
 
+def ssh_clients_of(server) -> list[int]:
+    """Pids of ssh processes of this host connected to the server's port."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if args[0].endswith(b"ssh") and b"sftp" in args and str(server.port).encode() in args:
+            pids.append(int(entry))
+    return pids
+
+
 def test_round_trip_through_the_modules(lab, sshd):  # noqa: F811
     sc.module_round_trip(lab, sshd, f"{HOME}/roundtrip")
+    assert ssh_clients_of(sshd) == [], "a module left its ssh process running"
 
 
 def test_server_killed_mid_upload(lab, tmp_path):  # noqa: F811
