@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _swarm as sw
+from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
 from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture, object_chunks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
@@ -30,6 +31,15 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 
 SOURCES = ("auto", "compose", "specs")
+# Asked in a task until it answers over TCP on 127.0.0.1: the official images' entry points first run
+# a temporary server on the socket only (initdb, init scripts) and restart it; a restore must wait
+# for the real one.
+READY = {
+    "postgres": ["pg_isready", "-q", "-h", "127.0.0.1"],
+    "mariadb": ["sh", "-c", "mariadb-admin ping -h 127.0.0.1 --silent || mysqladmin ping -h 127.0.0.1 --silent"],
+    "mysql": ["sh", "-c", "mysqladmin ping -h 127.0.0.1 --silent || mariadb-admin ping -h 127.0.0.1 --silent"],
+    "redis": ["redis-cli", "-h", "127.0.0.1", "PING"],
+}
 
 
 class RebuildError(sw.SwarmError):
@@ -139,6 +149,7 @@ class SwarmRebuild:
         if not service:
             raise RebuildError(f"{unit['id']} was not dumped from a swarm task: restore it with snapshot_restore")
         target = sw.task_container(self.client, service, slot)
+        self.wait_ready(service, target, unit.get("engine"))
         if unit.get("engine") == "redis":
             outcome = self.restore_redis(unit, service, target)
         else:
@@ -147,6 +158,26 @@ class SwarmRebuild:
             outcome = runner.run(manifest, unit, plan, self.force, self.verify)
             outcome = {k: outcome.get(k) for k in ("target", "previous", "verified", "seconds")}
         return dict(outcome, unit=unit["id"], service=service, engine=unit.get("engine"))
+
+    def wait_ready(self, service: str, target: str, engine: str | None) -> None:
+        """Until the database in TARGET answers (twice, a second apart), or RebuildError."""
+        argv = READY.get(engine or "")
+        if not argv:
+            return
+        streak = [0]
+
+        def answers() -> bool:
+            try:
+                ok = exec_capture(self.client, target, Spec(argv), timeout=30)["exit_code"] == 0
+            except DockerException:
+                ok = False
+            streak[0] = streak[0] + 1 if ok else 0
+            return streak[0] >= 2
+
+        try:
+            sw.wait_until(f"the database of service {service} answering", answers, self.converge_timeout, 1.0)
+        except sw.SwarmError as exc:
+            raise RebuildError(f"{exc}: see docker service logs {service}") from exc
 
     def _redis(self, target: str, *args: str) -> str:
         env = {}

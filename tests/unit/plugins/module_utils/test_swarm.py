@@ -247,3 +247,19 @@ def test_units_of_a_stack_in_a_manifest():
     assert stack_of_unit(volume_unit, stack) and not stack_of_unit(other, stack) and stack_of_unit(dump, stack)
     assert unit_service(dump) == ("maps_db", "1")
     assert unit_service({"kind": "database", "containers": [{"labels": {}}]}) == (None, None)
+
+
+def test_extension_tables_may_hold_more_rows_after_a_restore():
+    """PostGIS: CREATE EXTENSION fills spatial_ref_sys, pg_dump dumps only the rows added by hand."""
+    from ansible_collections.lifeboat.docker.plugins.module_utils._dump import compare_counts
+
+    expected = {"maps": {'"public"."parcels"': 4, '"public"."spatial_ref_sys"': 0}}
+    actual = {"maps": {'"public"."parcels"': 4, '"public"."spatial_ref_sys"': 8500}}
+    assert compare_counts(expected, actual) == ['maps."public"."spatial_ref_sys": 8500 rows, 0 at dump time']
+    filled = {"maps": {'"public"."spatial_ref_sys"'}}
+    assert compare_counts(expected, actual, filled) == []
+    actual["maps"]['"public"."parcels"'] = 3
+    assert compare_counts(expected, actual, filled) == ['maps."public"."parcels": 3 rows, 4 at dump time']
+    actual["maps"]['"public"."spatial_ref_sys"'] = 5
+    assert compare_counts({"maps": {'"public"."spatial_ref_sys"': 10}}, actual, filled) == \
+        ['maps."public"."spatial_ref_sys": 5 rows, 10 at dump time']
