@@ -22,7 +22,9 @@ timed thing RUNS times (median reported), the compared commands alternating:
 A timed run during which the rest of the machine used much CPU is run again (--retries); the
 table shows what the kept runs saw. Prints a table of timings and one of goals (ratio, goal,
 met). Nothing is deleted before the end (this ext4 is slow to create files where many were just
-deleted: see bench/README.md). Everything it creates (volumes and
+deleted: see bench/README.md). It works in a throw-away dockerd of its own (data root in the work
+directory), so that other containers on the machine neither slow nor stall the modules' engine
+inventory; --real-engine uses the host's. Everything it creates (the engine, volumes and
 containers prefixed `lbs…` and labelled org.lifeboat-test.bench, one work directory) is removed at
 the end, also on failure, Ctrl-C or SIGTERM. Run as root with the test bench up (dockerd,
 lifeboat-test/debian-base:12, restic, zstd: tests/testbed/setup.sh) and the venv (scripts/venv.sh).
@@ -48,6 +50,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
 VENV_BIN = Path(sys.executable).parent
 COLLECTIONS = ROOT / ".venv" / "collections"
 MODULES = ROOT / "plugins" / "modules"
@@ -255,6 +258,9 @@ class Bench:
         self.args = args
         self.prefix = "lbs" + secrets.token_hex(3)
         self.work = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-", dir=args.workdir))
+        self.engine = None              # the throw-away engine, unless --real-engine
+        self.docker = ["docker"]        # the docker CLI, pointed at the engine in use
+        self.docker_host: dict[str, str] = {}  # docker_host for the modules
         self.state = self.work / "state"  # the modules' journal directory (LIFEBOAT_STATE_DIR)
         self.state.mkdir()
         self.launcher = self.work / "launcher.py"
@@ -274,23 +280,36 @@ class Bench:
         return self.work / self.name(what)
 
     # -- docker ------------------------------------------------------------------------------
+    def start_engine(self) -> None:
+        """A dockerd of the bench's own (tests/integration/fixtures/engine.py), its data root in
+        the work directory's file system, with the classic command's image copied in: the
+        modules then inventory only the bench's volumes, whatever else runs on the machine."""
+        from fixtures.engine import ThrowawayEngine  # pylint: disable=import-outside-toplevel
+
+        self.engine = ThrowawayEngine(base_dir=self.args.workdir).start()
+        self.engine.load_image(CLASSIC_IMAGE)
+        self.docker = ["docker", "-H", self.engine.url]
+        self.docker_host = {"docker_host": self.engine.url}
+
     def volume(self, name: str) -> Path:
-        sh(["docker", "volume", "create", "--label", f"{LABEL}={self.prefix}", name])
-        return Path(sh(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", name]).stdout.decode().strip())
+        sh([*self.docker, "volume", "create", "--label", f"{LABEL}={self.prefix}", name])
+        return Path(sh([*self.docker, "volume", "inspect", "-f", "{{.Mountpoint}}", name]).stdout.decode().strip())
 
     def remove_volume(self, name: str) -> None:
-        sh(["docker", "volume", "rm", "-f", name], check=False)
+        sh([*self.docker, "volume", "rm", "-f", name], check=False)
 
     def cleanup(self) -> None:
         flt = f"label={LABEL}={self.prefix}"
-        ids = sh(["docker", "ps", "-aq", "--filter", flt], check=False).stdout.decode().split()
+        ids = sh([*self.docker, "ps", "-aq", "--filter", flt], check=False).stdout.decode().split()
         if ids:
-            sh(["docker", "rm", "-f", *ids], check=False)
-        names = sh(["docker", "volume", "ls", "-q", "--filter", flt], check=False).stdout.decode().split()
-        names += [n for n in sh(["docker", "volume", "ls", "-q"], check=False).stdout.decode().split()
+            sh([*self.docker, "rm", "-f", *ids], check=False)
+        names = sh([*self.docker, "volume", "ls", "-q", "--filter", flt], check=False).stdout.decode().split()
+        names += [n for n in sh([*self.docker, "volume", "ls", "-q"], check=False).stdout.decode().split()
                   if n.startswith(self.prefix)]
         for n in sorted(set(names)):
             self.remove_volume(n)
+        if self.engine is not None:
+            self.engine.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
     # -- ansible -----------------------------------------------------------------------------
@@ -310,6 +329,8 @@ class Bench:
 
     def ansible(self, module: str, args: dict | None) -> tuple[float, dict]:
         cmd = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", module]
+        if args is not None and module.startswith("lifeboat."):
+            args = {**self.docker_host, **args}
         if args is not None:
             cmd += ["-a", json.dumps(args)]
         start = time.perf_counter()
@@ -333,7 +354,7 @@ class Bench:
         """
         args_file = self.work / "args.json"
         report = self.work / "rss.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**self.docker_host, **args}}))
         env = dict(self.env(), PYTHONPATH=str(COLLECTIONS))
         proc = subprocess.Popen([str(VENV_BIN / "python"), str(self.launcher), str(MODULES / f"{module}.py"),
                                  str(args_file), str(report)], stdout=subprocess.PIPE,
@@ -399,7 +420,8 @@ class Bench:
         outdir.mkdir()
         cidfile = self.work / f"{self.name('cid')}"
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            ["docker", "run", "--rm", "--cidfile", str(cidfile), "--name", self.name("classic"),
+            [*self.docker, "run", "--rm", "--cidfile", str(cidfile), "--name", self.name("classic"),
+             *(["--network", "none"] if self.engine else []),  # the throw-away engine has no bridge
              "--label", f"{LABEL}={self.prefix}", "-v", f"{vol}:/data", "-v", f"{outdir}:/backup", CLASSIC_IMAGE,
              "tar", "czf", "/backup/x.tgz", "-C", "/data", "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         cid, used = "", 0.0
@@ -438,10 +460,13 @@ class Bench:
             if free < need:
                 raise BenchError(f"{where} has {free / 1e9:.1f} GB free; this run needs about {need / 1e9:.1f} GB")
         self.load_before = os.getloadavg()
+        if not a.real_engine:
+            self.start_engine()
         vol = f"{self.prefix}_data"
         unit = f"volume:{vol}"
         data = self.volume(vol)
-        print(f"prefix {self.prefix}, work directory {self.work}", flush=True)
+        engine = f"throw-away engine {self.engine.url}" if self.engine else "the host's engine"
+        print(f"prefix {self.prefix}, work directory {self.work}, {engine}", flush=True)
         info = make_dataset(data, a.scale, a.seed)
         print(f"data set (scale {a.scale:g}, seed {a.seed}): {describe(info)}; built in {info['seconds']:.1f} s",
               flush=True)
@@ -661,12 +686,15 @@ def main() -> None:
                         help="disturbed timed runs (other work on the machine) run again, at most this "
                              "many times per measurement (default 4)")
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--real-engine", action="store_true",
+                        help="work in the host's engine (volumes prefixed lbs...) instead of a throw-away "
+                             "dockerd of the bench's own; the modules then also inventory everything else there")
     parser.add_argument("--workdir", default="/var/tmp",
                         help="where the work directory (repositories, reference outputs) goes (default /var/tmp)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the bench fills /var/lib/docker/volumes/NAME/_data directly")
-    for tool in ("docker", "tar", "zstd", "restic"):
+    for tool in ("docker", "dockerd", "tar", "zstd", "restic"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed: run bash tests/testbed/setup.sh")
 

@@ -43,6 +43,10 @@ TAR_COMMON = ["--numeric-owner", *TAR_XATTRS]
 # Member data longer than this moves from zstd to tar with splice(2), past the checker and
 # without a copy through Python (the checker has read the member's header already).
 SPLICE_MIN = 64 << 10
+HAVE_SPLICE = hasattr(os, "splice")  # Python 3.10 or later, on Linux
+# A local object's writer is asked to start writing to disk every so many bytes (see
+# LocalWriter.start_writeback): the capture's final fsync then waits for little.
+WRITEBACK_EVERY = 16 << 20
 
 
 class ArchiveError(Exception):
@@ -131,7 +135,7 @@ def _has_xattrs(path: str) -> bool:
 
 
 def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], Any] | None = None,
-         probe_xattrs: bool = False) -> TreeScan:
+         probe_xattrs: bool = False, fingerprint: bool = True) -> TreeScan:
     """Metadata of every entry below root (root included as '.'), sockets and excludes left out.
 
     Index lines are JSON arrays [path, kind, size, mode, uid, gid, mtime_s, link target], one a
@@ -141,6 +145,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     there is no sink. Order: depth first, a directory's entries sorted by name (the same tree
     always gives the same bytes). probe_xattrs: also tell (scan.xattrs) whether any entry has
     extended attributes (POSIX ACLs are some), one listxattr per entry until one is found.
+    fingerprint=False: the fingerprint is not computed (a verification needs only the index).
     """
     excludes = list(excludes or [])
     scan = TreeScan(keep_index=sink is None)
@@ -154,7 +159,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
         scan.xattrs, probe = True, False
     stack: list[tuple[str, str]] = [(root, ".")]
     lines: list[str] = []
-    prints: list[str] = []
+    prints: list[str] | None = [] if fingerprint else None
     _record(scan, lines, prints, ".", root_st, None)
     while stack:
         path, rel = stack.pop()
@@ -179,9 +184,10 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                 stack.append((entry.path, erel))
         if lines:
             emit(("\n".join(lines) + "\n").encode("ascii"))
-            scan._fp.update("".join(prints).encode("ascii"))
             lines.clear()
-            prints.clear()
+            if prints:
+                scan._fp.update("".join(prints).encode("ascii"))
+                prints.clear()
     return scan
 
 
@@ -189,7 +195,7 @@ def _entry_name(entry: os.DirEntry) -> str:
     return entry.name
 
 
-def _record(scan: TreeScan, lines: list[str], prints: list[str], rel: str, st: os.stat_result,
+def _record(scan: TreeScan, lines: list[str], prints: list[str] | None, rel: str, st: os.stat_result,
             link: str | None) -> None:
     mode = st.st_mode
     if stat.S_ISREG(mode):
@@ -207,7 +213,8 @@ def _record(scan: TreeScan, lines: list[str], prints: list[str], rel: str, st: o
     line = (f'[{_quote(rel)},"{kind}",{size},{stat.S_IMODE(mode)},{st.st_uid},{st.st_gid},'
             f'{int(st.st_mtime)},{"null" if link is None else _quote(link)}]')
     lines.append(line)
-    prints.append(f"{line}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_nlink}\n")
+    if prints is not None:
+        prints.append(f"{line}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_nlink}\n")
 
 
 INDEX_FIELDS = {1: "kind", 2: "size", 3: "mode", 4: "uid", 5: "gid", 6: "mtime", 7: "link target"}
@@ -319,7 +326,7 @@ def compare_tree(index_zst: bytes, root: str, excludes: list[str] | None = None)
             raise ArchiveError(f"zstd could not decompress the index: {proc.stderr.decode(errors='replace').strip()}")
         plain.seek(0)
         diff = IndexDiff(iter(plain))
-        walk(root, excludes, sink=diff.feed)
+        walk(root, excludes, sink=diff.feed, fingerprint=False)
         return diff.finish()
 
 
@@ -388,6 +395,8 @@ def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
         tar.stdout.close()
         out_fd = zstd.stdout.fileno()
         _big_pipe(out_fd)
+        writeback = getattr(writer, "start_writeback", None)
+        next_writeback = WRITEBACK_EVERY
         try:
             while True:
                 chunk = os.read(out_fd, CHUNK)
@@ -396,6 +405,9 @@ def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
                 digest.update(chunk)
                 writer.write(chunk)
                 stored += len(chunk)
+                if writeback is not None and stored >= next_writeback:
+                    writeback()
+                    next_writeback = stored + WRITEBACK_EVERY
         except BaseException:
             for proc in (tar, zstd):
                 proc.kill()
@@ -555,7 +567,7 @@ def _pump(checker: TarChecker, in_fd: int, out_fd: int) -> None:
     drained: tar may have stopped reading."""
     while True:
         pending = checker.pending_data()
-        if pending >= SPLICE_MIN:
+        if pending >= SPLICE_MIN and HAVE_SPLICE:
             moved = os.splice(in_fd, out_fd, min(pending, CHUNK))
             if not moved:
                 return  # zstd's output ended inside the member: close() says truncated

@@ -199,3 +199,28 @@ def test_extract_refuses_a_damaged_object(tmp_path):
 
     with pytest.raises(ChecksumMismatch):
         extract(io.BytesIO(bytes(data)), str(dest), cap["sha256"])
+
+
+def test_capture_into_a_local_store_starts_writeback_on_the_way(tmp_path, monkeypatch):
+    from ansible_collections.lifeboat.docker.plugins.module_utils import _archive
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import LocalStore, LocalWriter
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(3 << 20))
+    calls = []
+    real = LocalWriter.start_writeback
+
+    def counting(self):
+        calls.append(self.bytes)
+        real(self)
+
+    monkeypatch.setattr(LocalWriter, "start_writeback", counting)
+    monkeypatch.setattr(_archive, "WRITEBACK_EVERY", 1 << 20)
+    store = LocalStore(str(tmp_path / "repo"), create=True)
+    writer = store.open_writer()
+    cap = capture(str(src), writer, level=1)
+    assert len(calls) >= 2 and calls == sorted(calls)
+    assert writer.commit("objects/x")
+    with open(tmp_path / "repo" / "objects" / "x", "rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == cap["sha256"]
