@@ -84,9 +84,18 @@ class Journal:
             if self.doc["containers"]:
                 _write_atomic(self.path, self.doc)
             else:
-                self.close()
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
 
     def close(self) -> None:
+        """End of the operation. Containers still recorded did not come back (their start or
+        unpause failed): the journal stays, so that the next lifeboat run on this host tries
+        again (repair) once this process has exited."""
+        with self._lock:
+            if self.doc["containers"]:
+                return
         try:
             os.unlink(self.path)
         except FileNotFoundError:
