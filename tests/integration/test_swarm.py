@@ -315,4 +315,32 @@ def test_full_rebuild_on_a_fresh_engine(env):
         assert rebuilt.proxy_state() == env["proxy_v1"]
         assert stack.db_password not in json.dumps(result)
         print(f"\nrebuild of stack {STACK} on a fresh engine: {seconds:.1f} s")
+
+        # Again from the recorded service specs, as when no compose file was known: the specs name
+        # the environment variables, the values must be given.
+        fresh.docker("stack", "rm", STACK)
+        deadline = time.monotonic() + 120
+        while fresh.client.containers.list(filters={"label": f"com.docker.stack.namespace={STACK}"}) or \
+                fresh.client.networks.list(names=[f"{STACK}_backend", f"{STACK}_web"]):
+            assert time.monotonic() < deadline, "the stack was not removed"
+            time.sleep(1)
+        missing = run_module("swarm_rebuild", expect_fail=True, docker_host=fresh.url, repository=env["repo"],
+                             snapshot=env["snapshot"], source="specs", compose_dir=compose_dir, force=True)
+        assert "maps_db: POSTGRES_PASSWORD" in missing["msg"] and "maps_db: POSTGRES_DB" in missing["msg"]
+        assert fresh.client.api.services() == [], "nothing may be deployed when values are missing"
+        specs = run_module("swarm_rebuild", docker_host=fresh.url, repository=env["repo"], snapshot=env["snapshot"],
+                           source="specs", compose_dir=compose_dir, force=True,
+                           environment={"db": {"POSTGRES_PASSWORD": "another-" + stack.db_password,
+                                               "POSTGRES_DB": "maps"}})
+        (again,) = specs["stacks"]
+        assert again["source"] == "specs" and again["compose_files"][0].endswith("docker-stack.from-specs.yml")
+        assert again["services"] == {n: f"{r}/{r}" for n, r in FULL.items()}
+        assert all(v["previous"] for v in again["volumes"]), "the volumes' content was not kept aside"
+        fresh.wait_running()
+        fresh.wait_postgres()
+        fresh.wait_redis()
+        assert fresh.geometries() == want_geometries
+        assert fresh.queues() == want_queues and fresh.sets() == want_sets
+        assert rebuilt.instances() == env["instances_v1"] and rebuilt.proxy_state() == env["proxy_v1"]
+        assert stack.db_password not in json.dumps(specs)
         rebuilt.remove()
