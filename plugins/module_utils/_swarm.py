@@ -564,8 +564,8 @@ def given_stacks(option: list[Any] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def capture_swarm(repo, raw: dict[str, Any], option: list[Any] | None = None) -> tuple[dict[str, Any] | None,
-                                                                                         dict[str, Any] | None]:
+def capture_swarm(repo, raw: dict[str, Any],
+                  option: list[Any] | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(manifest section, module result) of the swarm this host manages; (None, None) outside one.
 
     Every stack's service specs are recorded; its compose files, when known (the swarm_stacks

@@ -240,7 +240,7 @@ def main() -> None:
                                    identity=params["encryption_identity"])
             if params["snapshot"] == "latest":
                 good, _bad = repo.manifests()
-                candidates = [m for m in good if (m.get("swarm") or {}) and
+                candidates = [m for m in good if m.get("swarm") and
                               (not params["host"] or m.get("host") == params["host"])]
                 if not candidates:
                     module.fail_json(msg=f"{repo.url} has no snapshot that records a swarm"
