@@ -163,6 +163,41 @@ def test_backup_while_the_stack_runs(env):
     env["proxy_v1"] = stack.proxy_state()
 
 
+def object_file(repo: str, sha: str) -> str:
+    return os.path.join(repo, "objects", sha[:2], sha)
+
+
+def test_encrypted_snapshot_keeps_the_swarm_objects_for_prune_copy_and_rebuild(env):
+    """The record of an encrypted snapshot keeps the compose file's object and nothing else of the
+    swarm section; prune keeps that object, copy copies it, a rebuild reads it with the identity."""
+    engine = env["engine"]
+    assert_stack_whole(engine)
+    key = os.path.join(env["tmp"], "age-key.txt")
+    subprocess.run(["age-keygen", "-o", key], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", key], check=True, capture_output=True, text=True).stdout.strip()
+    repo, copy = os.path.join(env["tmp"], "repo-age"), os.path.join(env["tmp"], "repo-age-copy")
+    snap = run_module("snapshot", docker_host=engine.url, repository=repo, volumes=[f"{STACK}_traefik-data"],
+                      encryption_recipients=[recipient])
+    assert snap["complete"] is True and snap["swarm"]["compose_files"] == 1
+    with open(os.path.join(repo, "snapshots", f"{snap['snapshot_id']}.json"), encoding="utf-8") as fh:
+        record = json.load(fh)
+    (ref,) = record["swarm"]["objects"]
+    assert set(record["swarm"]) == {"objects"} and ref["encryption"] == "age"
+    assert "docker-stack" not in json.dumps(record) and f"{STACK}_db" not in json.dumps(record)
+    pruned = run_module("snapshot_prune", repository=repo, keep_last=1)
+    assert snap["snapshot_id"] not in pruned["removed"]
+    assert os.path.exists(object_file(repo, ref["sha256"])), "prune removed the stack's compose file"
+    run_module("snapshot_copy", repository=repo, target_repository=copy)
+    assert os.path.exists(object_file(copy, ref["sha256"])), "copy left the stack's compose file behind"
+    plan = run_module("swarm_rebuild", check=True, docker_host=engine.url, repository=copy,
+                      encryption_identity=key)
+    assert plan["snapshot_id"] == snap["snapshot_id"]
+    assert plan["plan"] == [{"stack": STACK, "source": "compose", "volumes": [f"volume:{STACK}_traefik-data"],
+                             "dumps": []}]
+    no_key = run_module("swarm_rebuild", check=True, expect_fail=True, docker_host=engine.url, repository=copy)
+    assert "identity" in no_key["msg"], no_key["msg"]
+
+
 def test_failed_capture_leaves_no_service_scaled_down(env):
     """A repository on a 2 MiB tmpfs, a 16 MiB file in the shared volume: the capture fails with
     the disk full while the services are at 0; they are scaled back all the same."""
