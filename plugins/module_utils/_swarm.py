@@ -480,9 +480,11 @@ class ServiceScaler:
             try:
                 set_replicas(self.client, self.id, self.replicas)
                 break
-            except DockerException:
+            except DockerException as exc:
                 if attempt == 4:
-                    raise
+                    raise SwarmError(f"service {self.name} could not be scaled back to {self.replicas} replica(s) "
+                                     f"({exc}); the next lifeboat run does it (journalled), or by hand: docker "
+                                     f"service scale {self.name}={self.replicas}") from exc
                 time.sleep(1 + attempt)
         try:
             wait_until(f"service {self.name} running {self.replicas} task(s) again",
