@@ -331,24 +331,44 @@ def compare_tree(index_zst: bytes, root: str, excludes: list[str] | None = None)
 
 
 class IndexSpool:
-    """A sink for walk()'s index lines: a temporary file, compressed by compress() when the index
-    is to be stored (a snapshot that reuses an earlier capture never needs it)."""
+    """A sink for walk()'s index lines: a zstd process compressing them, while the walk goes on,
+    into a temporary file. compress() returns the compressed index (small: about 7 bytes an
+    entry); close() discards it (a snapshot that reuses an earlier capture never needs it)."""
 
-    def __init__(self) -> None:
-        self._fh = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
-        self.write = self._fh.write
+    def __init__(self, level: int = 3) -> None:
+        self._out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+        self._err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+        self._proc = subprocess.Popen(["zstd", "-q", "-c", f"-{int(level)}"], stdin=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                      stdout=self._out, stderr=self._err)
+        self._stdin = self._proc.stdin
 
-    def compress(self, level: int = 3) -> bytes:
-        self._fh.flush()
-        self._fh.seek(0)
-        proc = subprocess.run(["zstd", "-q", "-c", f"-{int(level)}"], stdin=self._fh, capture_output=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise ArchiveError(f"zstd failed compressing the index: {proc.stderr.decode(errors='replace').strip()}")
-        return proc.stdout
+    def write(self, data: bytes) -> None:
+        try:
+            self._stdin.write(data)
+        except BrokenPipeError:
+            raise ArchiveError(f"zstd stopped compressing the index: {_stderr_text(self._err)}") from None
+
+    def compress(self) -> bytes:
+        try:
+            self._stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._proc.wait()
+        if rc != 0:
+            raise ArchiveError(f"zstd failed compressing the index (exit {rc}): {_stderr_text(self._err)}")
+        self._out.seek(0)
+        return self._out.read()
 
     def close(self) -> None:
-        self._fh.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            self._stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+        self._out.close()
+        self._err.close()
 
     def __enter__(self) -> "IndexSpool":
         return self

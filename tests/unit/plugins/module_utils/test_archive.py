@@ -224,3 +224,17 @@ def test_capture_into_a_local_store_starts_writeback_on_the_way(tmp_path, monkey
     assert writer.commit("objects/x")
     with open(tmp_path / "repo" / "objects" / "x", "rb") as fh:
         assert hashlib.sha256(fh.read()).hexdigest() == cap["sha256"]
+
+
+def test_index_spool_compresses_or_discards():
+    data = b"".join(b'["f%d","f",1,420,0,0,0,null]\n' % i for i in range(20000))
+    with IndexSpool() as spool:
+        for i in range(0, len(data), 4096):
+            spool.write(data[i:i + 4096])
+        packed = spool.compress()
+    assert len(packed) < len(data) // 5
+    assert subprocess.run(["zstd", "-d", "-c"], input=packed, capture_output=True, check=True).stdout == data
+    discarded = IndexSpool()
+    discarded.write(data)
+    discarded.close()  # zstd stopped, nothing kept
+    assert discarded._proc.returncode is not None
