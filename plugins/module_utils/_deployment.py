@@ -79,8 +79,12 @@ def compose_of(labels: dict[str, str]) -> dict[str, Any] | None:
     project = labels.get(COMPOSE + "project")
     if not project:
         return None
-    files = [f for f in (labels.get(COMPOSE + "project.config_files") or "").split(",") if f]
-    env_files = [f for f in (labels.get(COMPOSE + "project.environment_file") or "").split(",") if f]
+    working_dir = labels.get(COMPOSE + "project.working_dir")
+    # compose v1 records the files as given (often relative to the working dir), v2 absolute
+    files = [os.path.join(working_dir or "/", f) for f in (labels.get(COMPOSE + "project.config_files") or "").split(",")
+             if f]
+    env_files = [os.path.join(working_dir or "/", f)
+                 for f in (labels.get(COMPOSE + "project.environment_file") or "").split(",") if f]
     depends = []
     for item in (labels.get(COMPOSE + "depends_on") or "").split(","):
         if item:
@@ -88,7 +92,7 @@ def compose_of(labels: dict[str, str]) -> dict[str, Any] | None:
     return {"project": project, "service": labels.get(COMPOSE + "service"),
             "number": labels.get(COMPOSE + "container-number"),
             "oneoff": labels.get(COMPOSE + "oneoff", "False") == "True",
-            "working_dir": labels.get(COMPOSE + "project.working_dir"), "config_files": files,
+            "working_dir": working_dir, "config_files": files,
             "environment_files": env_files, "depends_on": sorted(set(depends)),
             "version": labels.get(COMPOSE + "version")}
 

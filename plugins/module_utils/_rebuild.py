@@ -78,7 +78,10 @@ def dependencies(spec: dict[str, Any]) -> set[str]:
     settings = spec.get("host_settings") or {}
     for item in settings.get("VolumesFrom") or []:
         deps.add(item.split(":", 1)[0])
-    for link in settings.get("Links") or []:
+    links = list(settings.get("Links") or [])
+    for ep in spec.get("endpoints") or []:
+        links += ep.get("links") or []  # links on user networks live in the endpoint
+    for link in links:
         deps.add(link.split(":", 1)[0].lstrip("/"))
     return deps
 
@@ -213,6 +216,8 @@ def _endpoint(ep: dict[str, Any]) -> dict[str, Any]:
         out["ipv4_address"] = ep["ipv4_address"]
     if ep.get("ipv6_address"):
         out["ipv6_address"] = ep["ipv6_address"]
+    if ep.get("links"):
+        out["links"] = {t.split(":", 1)[0]: (t.split(":", 1) + [""])[1] or t.split(":", 1)[0] for t in ep["links"]}
     return out
 
 

@@ -234,7 +234,7 @@ def test_job_platform_is_rebuilt_with_sqlite_queue_and_file_store(engines, tmp_p
     net = host_b.client.networks.get(f"{prefix}_jobs")
     assert net.attrs["Internal"] is True
     worker = host_b.client.api.inspect_container(jobs.worker)
-    assert worker["HostConfig"]["Links"] == [f"/{jobs.queue}:/{jobs.worker}/redis"]
+    assert worker["NetworkSettings"]["Networks"][f"{prefix}_jobs"]["Links"] == [f"{jobs.queue}:redis"]
 
 
 def test_two_apps_backed_up_in_parallel_while_one_is_restored(engines, tmp_path, prefix):

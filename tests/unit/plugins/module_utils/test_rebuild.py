@@ -70,7 +70,7 @@ def test_network_record_keeps_ipam_and_flags():
 def test_compose_projects_from_labels():
     labels = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web",
               "com.docker.compose.project.working_dir": "/srv/shop",
-              "com.docker.compose.project.config_files": "/srv/shop/compose.yml,/srv/shop/override.yml",
+              "com.docker.compose.project.config_files": "compose.yml,/srv/shop/override.yml",
               "com.docker.compose.depends_on": "db:service_started:false"}
     web = spec("shop-web-1", labels=labels, compose=None)
     web["compose"] = __import__("ansible_collections.lifeboat.docker.plugins.module_utils._deployment",
@@ -145,13 +145,16 @@ def test_choose_snapshot():
 
 def test_service_order_follows_links_volumes_from_and_network_mode():
     specs = [spec("proxy", host_settings={"Links": ["/web:/proxy/web"]}),
+             spec("worker", endpoints=[{"name": "app_net", "aliases": [], "links": ["db:postgres"]}]),
              spec("web", host_settings={"VolumesFrom": ["data:ro"]}),
              spec("data", state="created"),
              spec("sidecar", network_mode="container:proxy"),
              spec("db")]
     order = [s["name"] for s in rb.service_order(specs, already={"db"})]
     assert order.index("data") < order.index("web") < order.index("proxy") < order.index("sidecar")
-    assert "db" in order
+    assert "db" in order and "worker" in order
+    assert rb.dependencies(specs[1]) == {"db"}
+    assert rb.create_request(specs[1], {})["network"][1] == {"links": {"db": "postgres"}}
 
 
 def test_service_order_refuses_cycles():
