@@ -24,7 +24,7 @@ import tempfile
 from datetime import datetime, timezone
 from typing import Any
 
-PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.S)
+PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ./-]+)-----\r?\n.*?-----END \1-----", re.S)
 MAX_FILE = 1024 * 1024  # certificates and keys are small: larger files are not read
 CANDIDATE_SUFFIXES = (".pem", ".crt", ".cer", ".key", ".cert", ".chain")
 BUNDLE_MANIFEST = "lifeboat-cert-bundle.json"
@@ -337,4 +337,3 @@ def age_decrypt(age: str, src: str, identity: str) -> bytes:
 def is_age_file(path: str) -> bool:
     with open(path, "rb") as handle:
         return handle.read(22).startswith(b"age-encryption.org/v1")
-

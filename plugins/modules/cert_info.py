@@ -24,8 +24,16 @@ requirements:
   - The C(openssl) command on the managed host (Debian package C(openssl)).
 author:
   - lifeboat.docker developers (@lifeboat)
-extends_documentation_fragment:
-  - lifeboat.docker.docker.ATTRIBUTES_INFO
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs unchanged in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so nothing is compared.
+  idempotent:
+    support: full
+    description: Reads only; always returns RV(ignore:changed=false).
 options:
   paths:
     description:
