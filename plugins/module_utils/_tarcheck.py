@@ -42,6 +42,7 @@ META_TYPES = (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK)
 KNOWN_TYPES = REGULAR + (HARDLINK, SYMLINK, CHARDEV, BLOCKDEV, DIRECTORY, FIFO)
 # pax or GNU meta data larger than this is not a header: refuse rather than buffer it.
 MAX_META = 1 << 20
+ZERO_BLOCK = bytes(BLOCK)
 
 
 class UnsafeArchive(Exception):
@@ -70,8 +71,9 @@ def _cstr(field: bytes) -> bytes:
 
 
 def _checksum_ok(block: bytes) -> bool:
-    stored = _octal_or_base256(block[148:156])
-    computed = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
+    field = block[148:156]
+    stored = _octal_or_base256(field)
+    computed = sum(block) - sum(field) + 8 * 0x20  # the field counts as eight spaces
     return stored == computed
 
 
@@ -157,8 +159,11 @@ class TarChecker:
                 if not self._collect:
                     self._finish_meta()
                 continue
-            need = BLOCK - len(self._header)
-            take = min(need, size - pos)
+            if not self._header and size - pos >= BLOCK:  # a whole header in this chunk
+                pos += BLOCK
+                self._on_header(bytes(view[pos - BLOCK:pos]))
+                continue
+            take = min(BLOCK - len(self._header), size - pos)
             self._header += bytes(view[pos:pos + take])
             pos += take
             if len(self._header) == BLOCK:
@@ -183,7 +188,7 @@ class TarChecker:
 
     # -- headers -------------------------------------------------------------------------------
     def _on_header(self, block: bytes) -> None:
-        if block == b"\0" * BLOCK:
+        if block == ZERO_BLOCK:
             self._zero_blocks += 1
             if self._zero_blocks == 2:
                 self.ended = True
@@ -220,7 +225,7 @@ class TarChecker:
         self._skip = self._meta_pad
 
     def _member(self, block: bytes, typeflag: bytes, header_size: int) -> None:
-        pax = {**self._pax_global, **self._pax}
+        pax = {**self._pax_global, **self._pax} if self._pax_global else self._pax
         name = _cstr(block[0:100])
         if block[257:263] == b"ustar\0":  # POSIX ustar: prefix field
             prefix = _cstr(block[345:500])
