@@ -221,6 +221,8 @@ def test_job_platform_is_rebuilt_with_sqlite_queue_and_file_store(engines, tmp_p
     jobs = JobPlatform(host_a.client, prefix).build()
     before = jobs.state()
     assert len(before["files"]) == 4  # the 9- and 30-day-old uploads expired
+    links = host_a.client.api.inspect_container(jobs.worker)["NetworkSettings"]["Networks"][f"{prefix}_jobs"]["Links"]
+    assert links == [f"{jobs.queue}:redis"]
     snap = case.backup(host_a)
     assert snap["complete"]
     host_a.stop()
@@ -234,7 +236,7 @@ def test_job_platform_is_rebuilt_with_sqlite_queue_and_file_store(engines, tmp_p
     net = host_b.client.networks.get(f"{prefix}_jobs")
     assert net.attrs["Internal"] is True
     worker = host_b.client.api.inspect_container(jobs.worker)
-    assert worker["NetworkSettings"]["Networks"][f"{prefix}_jobs"]["Links"] == [f"{jobs.queue}:redis"]
+    assert worker["NetworkSettings"]["Networks"][f"{prefix}_jobs"]["Links"] == links
 
 
 def test_two_apps_backed_up_in_parallel_while_one_is_restored(engines, tmp_path, prefix):
