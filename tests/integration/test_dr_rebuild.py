@@ -272,6 +272,8 @@ def test_two_apps_backed_up_in_parallel_while_one_is_restored(engines, tmp_path,
     finally:
         del os.environ["LIFEBOAT_STATE_DIR"]
     assert results["snapshot"]["complete"] and results["snapshot"]["groups"] >= 2
+    saved = results["snapshot"]["deployment"]
+    assert saved["images_saved"] == 0 and saved["images_reused"] == 2, saved  # in the repository already
     assert results["restore"]["unit"] == f"volume:{apps.site('a')}"
     assert host_a.client.containers.get(apps.web("a")).status == "running"
     before = apps.state()

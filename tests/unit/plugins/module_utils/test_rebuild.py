@@ -4,6 +4,7 @@ pure planning: snapshot choice, dependency order, create requests, the plan and 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -217,3 +218,63 @@ def test_runbook_is_a_procedure_without_secrets():
     assert text.index("## 4. Volume data") < text.index("## 7. Services")
     lines = rb.plan_lines(rb.plan_rebuild(man, {"containers": {}}, {}))
     assert any("volume_data: volume:data: restore" in line for line in lines)
+
+
+# -- capture of compose files, .env and environment values on a real local repository ------------
+
+class _Images:
+    """Stands in for the engine's image inspection (the only engine call these captures make)."""
+
+    @staticmethod
+    def inspect_image(_image_id):
+        return {"Config": {"Env": ["PATH=/bin"]}}
+
+
+class _Client:
+    api = _Images()
+
+
+def _compose_host(tmp_path) -> dict:
+    work = tmp_path / "shop"
+    work.mkdir()
+    (work / "docker-compose.yml").write_text("services:\n  web:\n    image: app:1\n")
+    (work / ".env").write_text("SHOP_TOKEN=hunter2\n")
+    labels = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web",
+              "com.docker.compose.project.working_dir": str(work),
+              "com.docker.compose.project.config_files": "docker-compose.yml"}
+    return {"host": "web1", "containers": [attrs("shop_web_1", Config={"Labels": labels})], "images": [],
+            "networks": [], "volumes": []}
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_compose_env_and_environment_stored_only_when_encrypted(tmp_path, encrypted):
+    from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import DeploymentCapture
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository
+
+    recipients = None
+    identity = None
+    if encrypted:
+        identity = str(tmp_path / "key.txt")
+        subprocess.run(["age-keygen", "-o", identity], check=True, capture_output=True)
+        recipients = [subprocess.run(["age-keygen", "-y", identity], check=True, capture_output=True,
+                                     text=True).stdout.strip()]
+    repo = Repository.open(str(tmp_path / "repo"), create=True, recipients=recipients, identity=identity)
+    capture = DeploymentCapture(_Client(), repo, _compose_host(tmp_path))
+    section = capture.run({"version": "20.10"})
+    project = section["compose_projects"][0]
+    assert project["files"][0]["path"] == str(tmp_path / "shop" / "docker-compose.yml")
+    assert repo.read_object(project["files"][0]["object"], "compose file").startswith(b"services:")
+    env_file = project["env_files"][0]
+    stored = list((tmp_path / "repo" / "objects").rglob("*"))
+    everything = b"".join(p.read_bytes() for p in stored if p.is_file())
+    assert b"hunter2" not in everything  # never in clear in the repository
+    if encrypted:
+        assert repo.read_object(env_file["object"], ".env") == b"SHOP_TOKEN=hunter2\n"
+        assert json.loads(repo.read_object(section["environment"], "environment")) == {"shop_web_1": {"SECRET": "hunter2"}}
+        assert section["left_out"] == []
+    else:
+        assert env_file["object"] is None and "encrypted" in env_file["left_out"]
+        assert section["environment"] is None
+        assert any(".env of compose project shop" in t for t in section["left_out"])
+        assert any("shop_web_1" in t and "dr_rebuild_environment" in t for t in section["left_out"])
+    assert "hunter2" not in json.dumps(section) and "hunter2" not in json.dumps(capture.result(section))
