@@ -9,6 +9,7 @@ the copy gives the volume back.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 
@@ -88,7 +89,10 @@ def test_encrypted_snapshots_copy_without_a_key(lab):
     snap = run_module("snapshot", repository=source, volumes=[vol], strategy="live", encryption_recipients=[recipient])
     copied = run_module("snapshot_copy", repository=source, target_repository=target, snapshots=["latest"])
     assert copied["copied"] == [snap["snapshot_id"]]
-    assert copied["objects_copied"] == 3  # object, index and the encrypted manifest
+    with open(os.path.join(source, "snapshots", f"{snap['snapshot_id']}.json"), encoding="utf-8") as fh:
+        deployment = json.load(fh).get("deployment", {}).get("objects", [])
+    # object, index, the encrypted manifest, and the deployment's (the engine's containers' environment values)
+    assert copied["objects_copied"] == 3 + len(deployment)
     back = lab.name("back")
     run_module("snapshot_restore", repository=target, unit=vol, target_volume=back, encryption_identity=identity)
     assert not trees.compare_trees(trees.scan_tree(vol_dir), trees.scan_tree(lab.volume_dir(back)))
