@@ -134,6 +134,8 @@ def test_backup_while_the_stack_runs(env):
     shared = snap["units"][f"volume:{STACK}_instance-data"]
     # stop on swarm tasks = their services scaled to 0 and back (new tasks), not docker stop
     assert set(shared["downtime"]) == {f"{STACK}_registrar", f"{STACK}_renderer"}, shared
+    print(f"\nbackup of the running stack: {snap['units'][f'volume:{STACK}_instance-data']['seconds']} s for the "
+          f"shared volume, services scaled to 0 and back for {shared['downtime']} s")
     assert engine.task("registrar") != before[f"{STACK}_registrar"]
     assert engine.task("db") == before[f"{STACK}_db"], "the database was dumped, never stopped"
     assert snap["swarm"]["stacks"] == [STACK] and snap["swarm"]["compose_files"] == 1, snap["swarm"]
@@ -300,6 +302,7 @@ def test_restore_one_volume_into_the_running_stack(env):
                         snapshot=env["snapshot"], unit=f"volume:{STACK}_instance-data", force=True)
     assert stack.instances() == env["instances_v1"]
     assert set(result["downtime"]) == {f"{STACK}_registrar", f"{STACK}_renderer"}, result
+    print(f"\nrestore into the running stack: services at 0 for {result['downtime']} s")
     assert result["previous"].startswith(f"{STACK}_instance-data.pre-restore-")
     assert_stack_whole(engine)
     assert journals(env["state"]) == []
