@@ -247,6 +247,18 @@ def unit_target(unit: dict[str, Any]) -> str:
     return src.get("name") or src.get("path") or unit["id"].split(":", 1)[1]
 
 
+def found_here(spec: dict[str, Any], have: dict[str, Any]) -> str | None:
+    """The name on this host of the recorded container SPEC: its own name, or, for a compose
+    service, the container compose made for it (compose v1 names it shop_web_1, v2 shop-web-1)."""
+    if spec["name"] in (have.get("containers") or {}):
+        return spec["name"]
+    comp = spec.get("compose")
+    if comp:
+        names = (have.get("compose_members") or {}).get(f"{comp['project']}/{comp['service']}") or []
+        return sorted(names)[0] if names else None
+    return None
+
+
 def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dict[str, dict[str, str]],
                  compose_env: dict[str, str] | None = None) -> dict[str, Any]:
     """What each step must do on this host. HAVE: the new host's state, {"containers": {name:
@@ -287,8 +299,10 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
     for unit in database_units(manifest):
         name = (unit.get("source") or {}).get("container")
         db_names.add(name)
+        here = found_here(containers.get(name) or {"name": name}, have)
         plan["databases"].append({"unit": unit["id"], "container": name, "engine": unit.get("engine"),
-                                  "action": "start and restore" if name not in have_containers
+                                  "container_here": here,
+                                  "action": "start and restore" if here is None
                                   else "restore unless it holds data",
                                   "row_counts": unit.get("row_counts") or {}})
     have_images = set(have.get("images") or [])
@@ -483,8 +497,8 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
                                  " - write it from your password store")
             services = [s["name"] for s in proj.get("services") or [] if s.get("running")]
             argv = compose_up_command(["docker", "compose"], proj, services)
-            lines += [" ".join(_q(a) for a in argv) + "   # Debian 12: docker-compose instead of docker compose",
-                      "```", ""]
+            lines += [" ".join(_q(a) for a in argv) + "   # Debian 12: docker-compose instead of docker compose"]
+            lines += ["```", ""]
         else:
             spec = containers[step["name"]]
             lines += [f"`{spec['name']}`:", "", "```sh", docker_run_line(spec), "```", ""]

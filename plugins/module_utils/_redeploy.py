@@ -150,6 +150,7 @@ class Rebuild:
             path = rb.unit_target(unit)
             paths[path] = _nonempty(path)
         running: dict[str, list[str]] = {}
+        members: dict[str, list[str]] = {}
         containers = {}
         for attrs in self.raw.get("containers") or []:
             name = (attrs.get("Name") or "").lstrip("/")
@@ -157,11 +158,13 @@ class Rebuild:
             containers[name] = status
             labels = (attrs.get("Config") or {}).get("Labels") or {}
             project = labels.get("com.docker.compose.project")
+            if project:
+                members.setdefault(f"{project}/{labels.get('com.docker.compose.service')}", []).append(name)
             if project and status == "running":
                 running.setdefault(project, []).append(labels.get("com.docker.compose.service"))
         return {"containers": containers, "networks": [n.get("Name") for n in self.raw.get("networks") or []],
                 "volumes": volumes, "images": [i.get("Id") for i in self.raw.get("images") or []],
-                "paths": paths, "compose_running": running}
+                "paths": paths, "compose_running": running, "compose_members": members}
 
     def plan(self) -> dict[str, Any]:
         return rb.plan_rebuild(self.manifest, self.have(), self.env_values, self.compose_env_files)
@@ -175,7 +178,8 @@ class Rebuild:
             entry = dict(step)
             if step["action"] == "restore" and not self.check:
                 unit = units[step["unit"]]
-                with LockSet([f"unit:{unit['id']}"], f"rebuild from {self.manifest['id']}", self.timeout):
+                what = f"rebuild from {self.manifest['id']}"
+                with LockSet([f"unit:{unit['id']}"], what, self.timeout):
                     self.refresh()
                     plan = plan_restore(unit, self.raw, None, None)
                     done = RestoreRun(self.client, self.repo, self.raw).run(self.manifest, unit, plan, force=False,
@@ -331,14 +335,30 @@ class Rebuild:
             if self.check:
                 continue
             started = time.monotonic()
-            state = self.have()["containers"].get(name)
-            if state is None:
-                if name not in self.specs:
+            spec = self.specs.get(name)
+            have = self.have()
+            here = rb.found_here(spec or {"name": name}, have)
+            if here is None:
+                if spec is None:
                     raise RebuildError(f"the snapshot records no container {name} for {unit['id']}: start a {engine} "
                                        f"server named {name} by hand and run again")
-                self._create(self.specs[name])
+                if spec.get("compose"):
+                    # a compose service: compose makes it (with its own naming), from the recorded files
+                    comp = spec["compose"]
+                    self._compose({"name": comp["project"], "services": [comp["service"]]},
+                                  compose_tool(self.docker_host))
+                    self.refresh()
+                    here = rb.found_here(spec, self.have())
+                    if here is None:
+                        raise RebuildError(f"compose did not make a container for service {comp['service']} of "
+                                           f"project {comp['project']} ({unit['id']}): see docker compose logs")
+                else:
+                    self._create(spec)
+                    here = name
                 step["created"] = True
-            if state != "running":
+                have = self.have()
+            name = step["container_here"] = here
+            if have["containers"].get(name) != "running":
                 self.client.api.start(name)
                 step["started"] = True
             self._wait_ready(name, engine)
@@ -475,7 +495,8 @@ class Rebuild:
         entry: dict[str, Any] = {"unit": unit["id"], "problems": []}
         try:
             if unit.get("kind") == "database":
-                name = unit["source"]["container"]
+                recorded = unit["source"]["container"]
+                name = rb.found_here(self.specs.get(recorded) or {"name": recorded}, self.have()) or recorded
                 attrs = self.client.api.inspect_container(name)
                 expected = unit.get("row_counts") or {}
                 actual = count_rows(self.client, name, attrs, unit["engine"], expected) if expected else {}

@@ -77,8 +77,8 @@ def test_compose_projects_from_labels():
     web["compose"] = __import__("ansible_collections.lifeboat.docker.plugins.module_utils._deployment",
                                 fromlist=["compose_of"]).compose_of(labels)
     projects = compose_projects([web])
-    assert projects[0]["name"] == "shop" and projects[0]["config_files"] == ["/srv/shop/compose.yml",
-                                                                              "/srv/shop/override.yml"]
+    files = ["/srv/shop/compose.yml", "/srv/shop/override.yml"]
+    assert projects[0]["name"] == "shop" and projects[0]["config_files"] == files
     assert projects[0]["services"][0]["depends_on"] == ["db"] and projects[0]["services"][0]["running"]
 
 
@@ -212,7 +212,7 @@ def test_runbook_is_a_procedure_without_secrets():
     text = rb.runbook(man, "sftp://backup@vault/srv/lifeboat")
     assert "docker network create --driver bridge --subnet 10.9.0.0/24 --internal app_net" in text
     assert f"cat $REPO/objects/ee/{'e' * 64} | zstd -d | docker load" in text
-    assert f"age -d -i \"$KEY\" $REPO/objects/ff/" not in text
+    assert "age -d -i \"$KEY\" $REPO/objects/ff/" not in text
     assert "-e SECRET=\"$SECRET\"" in text and "hunter2" not in text
     assert "docker network connect backend web" in text
     assert text.index("## 4. Volume data") < text.index("## 7. Services")
@@ -278,3 +278,20 @@ def test_compose_env_and_environment_stored_only_when_encrypted(tmp_path, encryp
         assert any(".env of compose project shop" in t for t in section["left_out"])
         assert any("shop_web_1" in t and "dr_rebuild_environment" in t for t in section["left_out"])
     assert "hunter2" not in json.dumps(section) and "hunter2" not in json.dumps(capture.result(section))
+
+
+def test_compose_services_are_found_by_project_and_service_whatever_compose_named_them():
+    db = spec("shop_db_1")
+    db["compose"] = {"project": "shop", "service": "db", "oneoff": False, "depends_on": []}
+    man = deployment_manifest()
+    man["deployment"]["containers"] = [db]
+    man["deployment"]["compose_projects"] = []
+    man["units"] = [{"id": "db:shop_db_1", "kind": "database", "engine": "postgres", "object": ref("a"),
+                     "source": {"type": "database", "container": "shop_db_1"}}]
+    assert rb.found_here(db, {"containers": {}}) is None
+    have = {"containers": {"shop-db-1": "running"}, "compose_members": {"shop/db": ["shop-db-1"]}}
+    assert rb.found_here(db, have) == "shop-db-1"  # compose v2's name for v1's shop_db_1
+    assert rb.found_here(spec("other"), have) is None
+    step = rb.plan_rebuild(man, have, {})["databases"][0]
+    assert step["container_here"] == "shop-db-1" and step["action"] == "restore unless it holds data"
+    assert rb.plan_rebuild(man, {}, {})["databases"][0]["action"] == "start and restore"
