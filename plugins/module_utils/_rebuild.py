@@ -20,8 +20,8 @@ from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 
-STEPS = ("engine", "host_paths", "networks_volumes", "volume_data", "images", "databases", "services", "verify",
-         "report")
+STEPS = ("engine", "host_paths", "networks_volumes", "volume_data", "images", "databases", "swarm", "services",
+         "verify", "report")
 STEP_TITLES = {
     "engine": "Install the engine and tools",
     "host_paths": "Restore host paths and certificates",
@@ -29,6 +29,7 @@ STEP_TITLES = {
     "volume_data": "Restore volume data",
     "images": "Bring the images back",
     "databases": "Start the databases and restore their dumps",
+    "swarm": "Rebuild the swarm stacks",
     "services": "Redeploy compose projects and containers",
     "verify": "Verify services and data",
     "report": "Write the report and the runbook",
@@ -247,6 +248,21 @@ def unit_target(unit: dict[str, Any]) -> str:
     return src.get("name") or src.get("path") or unit["id"].split(":", 1)[1]
 
 
+def swarm_managed(item: dict[str, Any]) -> bool:
+    """A swarm task's container or a swarm network: the swarm step (swarm_rebuild) brings them back."""
+    labels = item.get("labels") or {}
+    return "com.docker.swarm.task.id" in labels or "com.docker.swarm.service.id" in labels \
+        or item.get("scope") == "swarm" or item.get("name") in ("ingress", "docker_gwbridge")
+
+
+def local_deployment(dep: dict[str, Any]) -> dict[str, Any]:
+    """The deployment section without what swarm manages."""
+    out = dict(dep)
+    out["containers"] = [c for c in dep.get("containers") or [] if not swarm_managed(c)]
+    out["networks"] = [n for n in dep.get("networks") or [] if not swarm_managed(n)]
+    return out
+
+
 def found_here(spec: dict[str, Any], have: dict[str, Any]) -> str | None:
     """The name on this host of the recorded container SPEC: its own name, or, for a compose
     service, the container compose made for it (compose v1 names it shop_web_1, v2 shop-web-1)."""
@@ -264,7 +280,7 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
     """What each step must do on this host. HAVE: the new host's state, {"containers": {name:
     status}, "networks": [names], "volumes": {name: nonempty}, "images": [ids], "paths": {path:
     nonempty}}; ENV_VALUES: container -> {VAR: value} (from the snapshot and the vault)."""
-    dep = manifest.get("deployment")
+    dep = local_deployment(manifest.get("deployment") or {}) if manifest.get("deployment") else None
     if not dep:
         raise PlanError(f"snapshot {manifest['id']} has no deployment section (taken by an older lifeboat.docker): "
                         "take a new snapshot of the lost host's data with this version, or rebuild by hand from "
@@ -388,7 +404,7 @@ def _read(ref: dict[str, Any]) -> str:
 def runbook(manifest: dict[str, Any], repository: str) -> str:
     """A Markdown procedure that rebuilds the host of MANIFEST by hand: a shell, Debian and the
     repository (and the age identity when the snapshot is encrypted). No secret is written into it."""
-    dep = manifest.get("deployment") or {}
+    dep = local_deployment(manifest.get("deployment") or {})
     encrypted = bool(manifest.get("encryption"))
     lines = [f"# Rebuilding {manifest['host']} by hand", "",
              f"From snapshot `{manifest['id']}` (taken {manifest['time']}), written by lifeboat.docker's "

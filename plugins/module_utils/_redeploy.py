@@ -127,7 +127,7 @@ class Rebuild:
         self.client = client
         self.repo = repo
         self.manifest = manifest
-        self.dep = manifest.get("deployment") or {}
+        self.dep = rb.local_deployment(manifest.get("deployment") or {})
         self.env_values = env_values
         self.compose_env_files = compose_env_files or {}
         self.docker_host = docker_host

@@ -295,3 +295,16 @@ def test_compose_services_are_found_by_project_and_service_whatever_compose_name
     step = rb.plan_rebuild(man, have, {})["databases"][0]
     assert step["container_here"] == "shop-db-1" and step["action"] == "restore unless it holds data"
     assert rb.plan_rebuild(man, {}, {})["databases"][0]["action"] == "start and restore"
+
+
+def test_swarm_tasks_and_networks_are_left_to_the_swarm_step():
+    man = deployment_manifest()
+    task = spec("web.1.abc", labels={"com.docker.swarm.task.id": "x", "com.docker.swarm.service.id": "y"})
+    man["deployment"]["containers"].append(task)
+    man["deployment"]["compose_projects"] = []
+    man["deployment"]["networks"] = [{"name": "ingress", "driver": "overlay", "scope": "swarm"},
+                                     {"name": "app_net", "driver": "bridge", "scope": "local"}]
+    plan = rb.plan_rebuild(man, {}, {"web": {"SECRET": "x"}})
+    assert [s["name"] for s in plan["services"]] == ["web"]
+    assert [n["name"] for n in plan["networks"]] == ["app_net"]
+    assert "web.1.abc" not in rb.runbook(man, "/r")
