@@ -525,10 +525,10 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
 
 
 def _restore_hint(engine: str | None) -> str:
-    return {"postgres": "psql -U \"$POSTGRES_USER\" -d postgres",
-            "mariadb": "mariadb -u root -p", "mysql": "mysql -u root -p",
-            "mongodb": "mongorestore --archive --drop"}.get(engine or "",
-                                                             "sh -c 'cat > /data/dump.rdb'   # Redis: with the server stopped")
+    hints = {"postgres": "psql -U \"$POSTGRES_USER\" -d postgres",
+             "mariadb": "mariadb -u root -p", "mysql": "mysql -u root -p",
+             "mongodb": "mongorestore --archive --drop"}
+    return hints.get(engine or "", "sh -c 'cat > /data/dump.rdb'   # Redis: with the server stopped")
 
 
 def docker_run_line(spec: dict[str, Any]) -> str:

@@ -182,8 +182,8 @@ class Rebuild:
                 with LockSet([f"unit:{unit['id']}"], what, self.timeout):
                     self.refresh()
                     plan = plan_restore(unit, self.raw, None, None)
-                    done = RestoreRun(self.client, self.repo, self.raw).run(self.manifest, unit, plan, force=False,
-                                                                           verify=True, allow_devices=False)
+                    runner = RestoreRun(self.client, self.repo, self.raw)
+                    done = runner.run(self.manifest, unit, plan, force=False, verify=True, allow_devices=False)
                     where = plan["data_dir"] or volume_data_path(self.client.api.inspect_volume(plan["target"]))
                     problems = compare_tree(unit_index(self.repo, unit), where, unit.get("excludes") or [])
                 if problems:
