@@ -606,4 +606,3 @@ def _pump(checker: TarChecker, in_fd: int, out_fd: int) -> None:
         except BrokenPipeError:
             if not checker.ended:
                 raise
-
