@@ -27,6 +27,8 @@ def test_copy_skips_what_the_target_has_and_lands_manifests_last(lab):
     vol_b, dir_b = lab.volume("b")
     trees.build_simple_tree(dir_a, b"a")
     trees.build_simple_tree(dir_b, b"b")
+    with open(os.path.join(dir_b, "only-in-b.txt"), "w", encoding="utf-8") as fh:
+        fh.write("b has one more file, so the two indexes differ too\n")
     source, target = lab.repo("source"), lab.repo("target")
     first = run_module("snapshot", repository=source, volumes=[vol_a, vol_b], strategy="live")["snapshot_id"]
     second = run_module("snapshot", repository=source, volumes=[vol_a], strategy="live")["snapshot_id"]  # unchanged
