@@ -55,7 +55,12 @@ def test_server_killed_mid_upload(lab, tmp_path):  # noqa: F811
     with RcloneWebdav(tmp_path) as server:
         speed = sc.kill_mid_upload(lab, server, "killed", leaves_partial=False)
     print(f"\nthe failure: {speed['problem']}")
-    assert "uploading tmp/" in speed["problem"] and "removes the partial upload" in speed["problem"]
+    # rclone spools a WebDAV upload and sends it in one go: on loopback the kill may land while
+    # the object streams (the message says the partial upload is removed by a prune) or just
+    # after, when the commit looks the object up; either way the store is named as unreachable.
+    problem = speed["problem"]
+    assert ("uploading tmp/" in problem and "removes the partial upload" in problem) or \
+        ("refused the connection" in problem and "is it running" in problem), problem
     print(f"rclone (webdav) through the modules, 200 MiB volume: snapshot {speed['snapshot_mb_s']:.1f} MB/s, "
           f"restore {speed['restore_mb_s']:.1f} MB/s")
 
