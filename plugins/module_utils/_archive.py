@@ -44,6 +44,8 @@ TAR_COMMON = ["--numeric-owner", *TAR_XATTRS]
 # without a copy through Python (the checker has read the member's header already).
 SPLICE_MIN = 64 << 10
 HAVE_SPLICE = hasattr(os, "splice")  # Python 3.10 or later, on Linux
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+S_IFREG, S_IFDIR, S_IFLNK, S_IFSOCK = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFSOCK
 # A local object's writer is asked to start writing to disk every so many bytes (see
 # LocalWriter.start_writeback): the capture's final fsync then waits for little.
 WRITEBACK_EVERY = 16 << 20
@@ -125,7 +127,7 @@ def _quote(text: str) -> str:
     return json.dumps(text)
 
 
-def _has_xattrs(path: str) -> bool:
+def has_xattrs(path: str) -> bool:
     try:
         return bool(os.listxattr(path, follow_symlinks=False))
     except OSError as exc:
@@ -135,7 +137,8 @@ def _has_xattrs(path: str) -> bool:
 
 
 def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], Any] | None = None,
-         probe_xattrs: bool = False, fingerprint: bool = True) -> TreeScan:
+         probe_xattrs: bool = False, fingerprint: bool = True,
+         on_xattrs: Callable[[], Any] | None = None) -> TreeScan:
     """Metadata of every entry below root (root included as '.'), sockets and excludes left out.
 
     Index lines are JSON arrays [path, kind, size, mode, uid, gid, mtime_s, link target], one a
@@ -144,8 +147,9 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     entries at a time, so memory does not grow with the tree), or are kept in the TreeScan when
     there is no sink. Order: depth first, a directory's entries sorted by name (the same tree
     always gives the same bytes). probe_xattrs: also tell (scan.xattrs) whether any entry has
-    extended attributes (POSIX ACLs are some), one listxattr per entry until one is found.
-    fingerprint=False: the fingerprint is not computed (a verification needs only the index).
+    extended attributes (POSIX ACLs are some), one listxattr per entry until one is found;
+    on_xattrs is called once, when the first is found. fingerprint=False: the fingerprint is not
+    computed (a verification needs only the index).
     """
     excludes = list(excludes or [])
     scan = TreeScan(keep_index=sink is None)
@@ -155,44 +159,79 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
         raise ArchiveError(f"{root} is not a directory")
     root_dev = root_st.st_dev
     probe = probe_xattrs
-    if probe and _has_xattrs(root):
+    if probe and has_xattrs(root):
         scan.xattrs, probe = True, False
+        if on_xattrs is not None:
+            on_xattrs()
     stack: list[tuple[str, str]] = [(root, ".")]
     lines: list[str] = []
     prints: list[str] | None = [] if fingerprint else None
     _record(scan, lines, prints, ".", root_st, None)
+    # The loop below is _record() inlined, with names looked up once: it runs once per entry.
+    lstat, readlink, s_imode = os.lstat, os.readlink, stat.S_IMODE
+    add_line = lines.append
+    add_print = prints.append if prints is not None else None
+    files = dirs = others = nbytes = 0
     while stack:
         path, rel = stack.pop()
         try:
-            entries = sorted(os.scandir(path), key=_entry_name)
+            dir_fd = os.open(path, DIR_FLAGS)
         except OSError as exc:
             raise ArchiveError(f"cannot read directory {path}: {exc}") from exc
-        prefix = "" if rel == "." else rel + "/"
-        for entry in entries:
-            erel = prefix + entry.name
-            if excludes and _excluded(erel, excludes):
-                continue
-            st = entry.stat(follow_symlinks=False)
-            mode = st.st_mode
-            if stat.S_ISSOCK(mode):
-                continue  # tar leaves sockets out too
-            link = os.readlink(entry.path) if stat.S_ISLNK(mode) else None
-            if probe and _has_xattrs(entry.path):
-                scan.xattrs, probe = True, False
-            _record(scan, lines, prints, erel, st, link)
-            if stat.S_ISDIR(mode) and st.st_dev == root_dev:
-                stack.append((entry.path, erel))
+        try:
+            try:
+                names = sorted(os.listdir(dir_fd))
+            except OSError as exc:
+                raise ArchiveError(f"cannot read directory {path}: {exc}") from exc
+            prefix = "" if rel == "." else rel + "/"
+            for name in names:
+                erel = prefix + name
+                if excludes and _excluded(erel, excludes):
+                    continue
+                st = lstat(name, dir_fd=dir_fd)
+                mode = st.st_mode
+                fmt = mode & 0o170000
+                link = None
+                if fmt == S_IFREG:
+                    kind, size = "f", st.st_size
+                    files += 1
+                    nbytes += size
+                elif fmt == S_IFDIR:
+                    kind, size = "d", 0
+                    dirs += 1
+                    if st.st_dev == root_dev:
+                        stack.append((path + "/" + name, erel))
+                elif fmt == S_IFSOCK:
+                    continue  # tar leaves sockets out too
+                else:
+                    kind, size = _kind(mode), 0
+                    others += 1
+                    if fmt == S_IFLNK:
+                        link = readlink(name, dir_fd=dir_fd)
+                if probe and has_xattrs(path + "/" + name):
+                    scan.xattrs, probe = True, False
+                    if on_xattrs is not None:
+                        on_xattrs()
+                # Byte for byte what json.dumps([...], ensure_ascii=True, separators=(",", ":"))
+                # gives, as earlier versions wrote it: old indexes and fingerprints stay comparable.
+                line = (f'[{_quote(erel)},"{kind}",{size},{s_imode(mode)},{st.st_uid},{st.st_gid},'
+                        f'{int(st.st_mtime)},{"null" if link is None else _quote(link)}]')
+                add_line(line)
+                if add_print is not None:
+                    add_print(f"{line}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_nlink}\n")
+        finally:
+            os.close(dir_fd)
         if lines:
             emit(("\n".join(lines) + "\n").encode("ascii"))
             lines.clear()
             if prints:
                 scan._fp.update("".join(prints).encode("ascii"))
                 prints.clear()
+    scan.files += files
+    scan.dirs += dirs
+    scan.others += others
+    scan.bytes += nbytes
     return scan
-
-
-def _entry_name(entry: os.DirEntry) -> str:
-    return entry.name
 
 
 def _record(scan: TreeScan, lines: list[str], prints: list[str] | None, rel: str, st: os.stat_result,
@@ -392,60 +431,188 @@ def tar_create_command(src: str, excludes: list[str] | None = None, xattrs: bool
 
 
 def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
-            threads: int = 0, tolerate_changes: bool = False, xattrs: bool = True) -> dict[str, Any]:
+            threads: int = 0, tolerate_changes: bool = False, xattrs: bool = True,
+            during: Callable[[Callable[[], None]], Any] | None = None) -> dict[str, Any]:
     """tar SRC | zstd -LEVEL into writer; returns sha256 and stored size of what was written.
 
     tar exiting 1 ("file changed as we read it") fails the capture unless tolerate_changes
     (live captures of data that may be written meanwhile). xattrs: see tar_create_command().
+
+    A writer that offers direct_target() (a local file) gets zstd's output straight into its
+    file, and a thread hashes the file as it grows: no copy through Python. Other writers
+    (encryption, offsite stores) are fed from zstd's output by this thread.
+
+    during(cancel), when given, runs in this thread while tar and zstd run (the metadata walk of
+    the same tree, on the other core); its result is returned as "during". cancel() stops the
+    capture: the result then says "cancelled" and the writer holds nothing usable. An exception
+    from during stops the capture and is raised.
     """
     tar_cmd = tar_create_command(src, excludes, xattrs)
     zstd_cmd = ["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"]
     if level > 19:
         zstd_cmd.insert(1, "--ultra")
-    digest = hashlib.sha256()
-    stored = 0
+    direct = writer.direct_target() if hasattr(writer, "direct_target") else None
     with tempfile.TemporaryFile() as tar_err, tempfile.TemporaryFile() as zstd_err:
         tar = subprocess.Popen(tar_cmd, stdout=subprocess.PIPE, stderr=tar_err, stdin=subprocess.DEVNULL)
         try:
-            zstd = subprocess.Popen(zstd_cmd, stdin=tar.stdout, stdout=subprocess.PIPE, stderr=zstd_err)
+            zstd = subprocess.Popen(zstd_cmd, stdin=tar.stdout, stderr=zstd_err,
+                                    stdout=direct[0] if direct else subprocess.PIPE)
         except BaseException:
             tar.kill()
             tar.wait()
             raise
         tar.stdout.close()
-        out_fd = zstd.stdout.fileno()
-        _big_pipe(out_fd)
-        writeback = getattr(writer, "start_writeback", None)
-        next_writeback = WRITEBACK_EVERY
-        try:
-            while True:
-                chunk = os.read(out_fd, CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                writer.write(chunk)
-                stored += len(chunk)
-                if writeback is not None and stored >= next_writeback:
-                    writeback()
-                    next_writeback = stored + WRITEBACK_EVERY
-        except BaseException:
+        cancelled: list[bool] = []
+
+        def stop() -> None:
             for proc in (tar, zstd):
-                proc.kill()
+                if proc.poll() is None:
+                    proc.kill()
+
+        def cancel() -> None:
+            cancelled.append(True)
+            stop()
+
+        copier = _FileHasher(direct[1], writer, stop) if direct else _PipeCopier(zstd.stdout, writer, stop)
+        copier.start()
+        result: dict[str, Any] = {}
+        try:
+            if during is not None:
+                result["during"] = during(cancel)
+            tar_rc, zstd_rc = tar.wait(), zstd.wait()
+        except BaseException:
+            stop()
             tar.wait()
             zstd.wait()
+            copier.finish()
             raise
-        finally:
-            zstd.stdout.close()
-        tar_rc, zstd_rc = tar.wait(), zstd.wait()
+        copier.finish()
+        if cancelled:
+            result["cancelled"] = True
+            return result
+        if copier.error is not None:
+            raise copier.error
         if zstd_rc != 0:
-            raise ArchiveError(f"zstd failed (exit {zstd_rc}): {_stderr_text(zstd_err)}")
+            text = _stderr_text(zstd_err)
+            if direct and hasattr(writer, "full_error") and _disk_full(text, direct[1]):
+                raise writer.full_error()
+            raise ArchiveError(f"zstd failed (exit {zstd_rc}): {text}")
         if tar_rc == 1 and not tolerate_changes:
             raise ArchiveError(f"files changed while tar read {src} (tar exit 1): the copy would not be "
                                f"consistent; quiesce the writers (strategy stop or pause). {_stderr_text(tar_err)}")
         if tar_rc not in (0, 1):
             raise ArchiveError(f"tar failed reading {src} (exit {tar_rc}): {_stderr_text(tar_err)}")
         warnings = [line for line in _stderr_text(tar_err).splitlines() if line]
-    return {"sha256": digest.hexdigest(), "size": stored, "tar_warnings": warnings[-20:]}
+    result.update(sha256=copier.digest.hexdigest(), size=copier.size, tar_warnings=warnings[-20:])
+    return result
+
+
+def _disk_full(zstd_said: str, path: str) -> bool:
+    if "No space left" in zstd_said:
+        return True
+    try:
+        vfs = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return False
+    return vfs.f_bavail * vfs.f_frsize < CHUNK
+
+
+class _Copier(threading.Thread):
+    """Hashes the capture's stored bytes on the way (and writes them, for _PipeCopier); tells the
+    writer every WRITEBACK_EVERY bytes to start writing to disk. finish() waits for the end."""
+
+    def __init__(self, writer, stop: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.writer = writer
+        self.stop = stop
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+        self._writeback = getattr(writer, "start_writeback", None)
+        self._next_writeback = WRITEBACK_EVERY
+
+    def _counted(self, nbytes: int) -> None:
+        self.size += nbytes
+        if self._writeback is not None and self.size >= self._next_writeback:
+            self._written()
+            self._writeback()
+            self._next_writeback = self.size + WRITEBACK_EVERY
+
+    def _written(self) -> None:
+        pass
+
+    def run(self) -> None:
+        try:
+            self.copy()
+        except BaseException as exc:  # pylint: disable=broad-except
+            self.error = exc
+            self.stop()  # tar and zstd must not go on for nothing
+
+    def copy(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        self.join()
+
+
+class _PipeCopier(_Copier):
+    """zstd's output -> sha256 -> writer.write()."""
+
+    def __init__(self, pipe, writer, stop: Callable[[], None]) -> None:
+        super().__init__(writer, stop)
+        self.pipe = pipe
+        _big_pipe(pipe.fileno())
+
+    def copy(self) -> None:
+        fd = self.pipe.fileno()
+        while True:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            self.digest.update(chunk)
+            self.writer.write(chunk)
+            self._counted(len(chunk))
+
+    def finish(self) -> None:
+        self.join()
+        self.pipe.close()
+
+
+class _FileHasher(_Copier):
+    """Reads back the file zstd is writing, as it grows, and hashes it (from the page cache)."""
+
+    def __init__(self, path: str, writer, stop: Callable[[], None]) -> None:
+        super().__init__(writer, stop)
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.done = threading.Event()
+
+    def _written(self) -> None:
+        self.writer.direct_written(self.size)
+
+    def copy(self) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        update, readv, fd = self.digest.update, os.readv, self.fd
+        while True:
+            got = readv(fd, [buf])
+            if got:
+                update(view[:got])
+                self._counted(got)
+                continue
+            if self.done.is_set():
+                got = readv(fd, [buf])  # what was written between the last read and the end
+                if not got:
+                    break
+                update(view[:got])
+                self._counted(got)
+                continue
+            self.done.wait(0.002)
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        os.close(self.fd)
+        self._written()
 
 
 def compress_bytes(data: bytes, level: int = 3) -> bytes:
@@ -498,9 +665,13 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
     xattrs = xattrs or _default_acl(dest)
     tar_cmd = ["tar", "--extract", "--file=-", "--same-permissions", "--same-owner", *TAR_RECORD, "--numeric-owner",
                *(TAR_XATTRS if xattrs else []), "--directory", dest]
+    object_fd = _regular_file_fd(reader)
     with tempfile.TemporaryFile() as tar_err, tempfile.TemporaryFile() as zstd_err:
-        zstd = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=zstd_err)
+        # A local object file is zstd's stdin itself, and a thread hashes it alongside with
+        # pread (page cache, own offsets); any other reader (decryption, an offsite store) is
+        # fed to zstd by the thread, which hashes on the way.
+        zstd = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE if object_fd is None else object_fd,
+                                stdout=subprocess.PIPE, stderr=zstd_err)
         try:
             tar = subprocess.Popen(tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=tar_err)
         except BaseException:
@@ -526,7 +697,19 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
                 except BrokenPipeError:
                     pass
 
-        feeder = threading.Thread(target=feed_zstd, daemon=True)
+        def hash_file() -> None:
+            try:
+                offset = 0
+                while True:
+                    chunk = os.pread(object_fd, CHUNK, offset)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    offset += len(chunk)
+            except BaseException as exc:  # pylint: disable=broad-except
+                read_error.append(exc)
+
+        feeder = threading.Thread(target=feed_zstd if object_fd is None else hash_file, daemon=True)
         feeder.start()
         in_fd, out_fd = zstd.stdout.fileno(), tar.stdin.fileno()
         _big_pipe(in_fd)
@@ -556,7 +739,7 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
         # the checker sees a truncated archive): hash the rest, so that a damaged object is
         # reported as damaged, not as an unsafe or truncated archive.
         try:
-            while True:
+            while object_fd is None:  # (hash_file() read the whole file by itself)
                 chunk = reader.read(CHUNK)
                 if not chunk:
                     break
@@ -578,6 +761,17 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
         if tar_rc != 0:
             raise ArchiveError(f"tar failed extracting into {dest} (exit {tar_rc}): {_stderr_text(tar_err)}")
     return {"members": checker.members, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _regular_file_fd(reader) -> int | None:
+    """The descriptor of a reader that is a regular file read from its start, else None."""
+    try:
+        fd = reader.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or reader.tell() != 0:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd
 
 
 def _pump(checker: TarChecker, in_fd: int, out_fd: int) -> None:

@@ -21,6 +21,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
     ArchiveError,
     IndexSpool,
     capture,
+    has_xattrs,
     walk,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
@@ -334,28 +335,29 @@ class SnapshotRun:
         to_quiesce = list(unit.get("containers") or []) if strategy in QUIESCE_ACTIONS else []
         quiesce = Quiesced(client, to_quiesce, journal, action, self.stop_timeout)
         reused = None
+        scan = None
         with quiesce:
             spool = IndexSpool()  # the index goes to a temporary file, not into memory
-            scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
             prev = self.previous_units().get(unit["id"])
-            reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
-            if prev and prev.get("reuse_key") == reuse and prev.get("index") \
+            if prev and prev.get("reuse_key") and prev.get("index") \
                     and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
-                reused = prev
-                obj = dict(prev["object"])
+                # An earlier capture may still hold: the walk's fingerprint decides, before any
+                # file's content is read, whether this one is needed at all.
+                scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
+                reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
+                if prev["reuse_key"] == reuse:
+                    reused = prev
+            if reused:
+                obj = dict(reused["object"])
                 bytes_read = 0
                 new_object = False
                 tar_warnings: list[str] = []
             else:
-                writer = self.repo.new_object_writer()
-                try:
-                    cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
-                                  xattrs=scan.xattrs)
-                except BaseException:
-                    writer.abort()
-                    raise
+                # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
+                scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)
+                reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
                 ref, new_object = self.repo.store_object(writer, cap["sha256"], cap["size"])
-                obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=scan.xattrs)
+                obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=cap["xattrs"])
                 bytes_read = scan.bytes
                 tar_warnings = cap["tar_warnings"]
         if quiesce.start_failures:
@@ -381,6 +383,42 @@ class SnapshotRun:
                   "sha256": obj["sha256"], "seconds": seconds, "downtime": dict(quiesce.downtime),
                   "reused_from": entry["reused_from"]}
         return entry, result
+
+    def _capture_walking(self, where: str, excludes: list[str], strategy: str, spool: IndexSpool,
+                         walked=None) -> tuple[Any, dict[str, Any], Any]:
+        """tar | zstd of where into a new object writer, and walk() of the same tree: the walk
+        runs while tar and zstd work (they leave the second core part idle), unless it was done
+        already (walked). Returns (scan, capture result with "xattrs", writer), the writer
+        written and not yet committed.
+
+        tar must be told before it starts whether to capture extended attributes (asking for
+        them costs tar two system calls per entry), and the walk is what finds them. So tar
+        starts without them unless the root has some; when the walk finds one, the capture is
+        stopped at once and run again with them, after the walk (what was written is dropped)."""
+        xattrs = walked.xattrs if walked is not None else has_xattrs(where)
+        for _attempt in range(2):
+            walk_result: list[Any] = []
+
+            def walk_along(cancel: Callable[[], None]) -> None:
+                walk_result.append(walk(where, excludes, sink=spool.write, probe_xattrs=True,
+                                        on_xattrs=None if xattrs else cancel))
+
+            writer = self.repo.new_object_writer()
+            try:
+                cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
+                              xattrs=xattrs, during=None if walked is not None else walk_along)
+                if walked is None:
+                    walked = walk_result[0]
+                if cap.get("cancelled") or (walked.xattrs and not xattrs):
+                    writer.abort()
+                    xattrs = True
+                    continue
+            except BaseException:
+                writer.abort()
+                raise
+            cap["xattrs"] = xattrs
+            return walked, cap, writer
+        raise UnitFailed(f"the capture of {where} was stopped twice")  # not reached: xattrs is True then
 
     # -- the host's deployment (see _deployment.py) ------------------------------------------------
     deployment_capture = None  # a _deployment.DeploymentCapture, set by the snapshot module

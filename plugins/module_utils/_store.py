@@ -106,9 +106,20 @@ class LocalWriter(Writer):
             self.bytes += len(data)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise StoreError(f"the repository's filesystem is full ({self.store.root}): "
-                                 "free space there or use another repository") from exc
+                raise self.full_error() from exc
             raise StoreError(f"writing to {self.tmp_path} failed: {exc}") from exc
+
+    def full_error(self) -> StoreError:
+        return StoreError(f"the repository's filesystem is full ({self.store.root}): "
+                          "free space there or use another repository")
+
+    def direct_target(self) -> tuple[int, str]:
+        """For a process that writes the object itself (zstd in a capture): the file's descriptor
+        and path. The caller tells direct_written() how many bytes are there."""
+        return self.fh.fileno(), self.tmp_path
+
+    def direct_written(self, total: int) -> None:
+        self.bytes = total
 
     def start_writeback(self) -> None:
         """Start writing what was written so far to disk, without waiting (a hint for large

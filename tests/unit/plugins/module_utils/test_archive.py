@@ -238,3 +238,70 @@ def test_index_spool_compresses_or_discards():
     discarded.write(data)
     discarded.close()  # zstd stopped, nothing kept
     assert discarded._proc.returncode is not None
+
+
+def test_capture_walks_alongside_into_a_local_file_and_extracts_from_it(tmp_path):
+    """The local path of capture (zstd writes the object file itself, a thread hashes it as it
+    grows, the walk runs meanwhile) and of extract (zstd reads the object file itself, a thread
+    hashes it with pread): the same object, index and tree as the pipe path."""
+    from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ChecksumMismatch
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import LocalStore
+
+    src = tmp_path / "src"
+    src.mkdir()
+    odd_tree(src)
+    (src / "big").write_bytes(os.urandom(5 << 20))
+    for i in range(300):
+        (src / "many" / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (src / "many" / f"d{i % 7}" / f"f{i}").write_bytes(os.urandom(i * 11))
+    store = LocalStore(str(tmp_path / "repo"), create=True)
+    writer = store.open_writer()
+    spool = IndexSpool()
+    cap = capture(str(src), writer, level=1, during=lambda cancel: walk(str(src), sink=spool.write))
+    assert "cancelled" not in cap
+    assert cap["during"].files == walk(str(src)).files and cap["during"].fingerprint == walk(str(src)).fingerprint
+    assert writer.commit("objects/x")
+    path = tmp_path / "repo" / "objects" / "x"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == cap["sha256"] and path.stat().st_size == cap["size"]
+    listing = subprocess.run(f"zstd -d < {path} | tar -t", shell=True, capture_output=True, check=True).stdout
+    assert b"./big\n" in listing and b"./many/d6/f293\n" in listing
+    index_zst = spool.compress()
+    spool.close()
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as fh:
+        info = extract(fh, str(dest), cap["sha256"])
+    assert info["members"] > 300
+    assert compare_tree(index_zst, str(dest)) == []
+
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 3] ^= 0x01
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes(damaged))
+    (tmp_path / "dest2").mkdir()
+    with open(bad, "rb") as fh, pytest.raises(ChecksumMismatch, match="is damaged"):
+        extract(fh, str(tmp_path / "dest2"), cap["sha256"])
+
+
+def test_capture_can_be_cancelled_from_alongside_and_stops_on_its_errors(tmp_path):
+    from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import LocalStore
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(20 << 20))
+    store = LocalStore(str(tmp_path / "repo"), create=True)
+    writer = store.open_writer()
+    cap = capture(str(src), writer, level=1, during=lambda cancel: cancel())
+    assert cap == {"during": None, "cancelled": True}
+    writer.abort()
+
+    def fails(_cancel):
+        raise ArchiveError("cannot read directory x")
+
+    writer = store.open_writer()
+    with pytest.raises(ArchiveError, match="cannot read directory x"):
+        capture(str(src), writer, level=1, during=fails)
+    writer.abort()
+    assert os.listdir(tmp_path / "repo" / "tmp") == []
