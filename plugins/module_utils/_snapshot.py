@@ -356,10 +356,15 @@ class SnapshotRun:
                 # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
                 scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)
                 reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
-                ref, new_object = self.repo.store_object(writer, cap["sha256"], cap["size"])
-                obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=cap["xattrs"])
                 bytes_read = scan.bytes
                 tar_warnings = cap["tar_warnings"]
+        # The containers run again: the object is complete, and is made durable and named now.
+        if not reused:
+            if quiesce.start_failures:
+                writer.abort()
+            else:
+                ref, new_object = self.repo.store_object(writer, cap["sha256"], cap["size"])
+                obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=cap["xattrs"])
         if quiesce.start_failures:
             verb = "start" if action == "stop" else "unpause"
             names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
