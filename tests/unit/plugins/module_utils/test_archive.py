@@ -305,3 +305,63 @@ def test_capture_can_be_cancelled_from_alongside_and_stops_on_its_errors(tmp_pat
         capture(str(src), writer, level=1, during=fails)
     writer.abort()
     assert os.listdir(tmp_path / "repo" / "tmp") == []
+
+
+def _walking_capture(tmp_path, src):
+    """SnapshotRun._capture_walking on a plain local repository (no engine needed)."""
+    import types
+
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository
+    from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import SnapshotRun
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import LocalStore
+
+    repo = Repository(LocalStore(str(tmp_path / "repo"), create=True), create=True)
+    run = types.SimpleNamespace(repo=repo, level=1)
+    spool = IndexSpool()
+    scan, cap, writer = SnapshotRun._capture_walking(run, str(src), [], "stop", spool)
+    path = tmp_path / "object"
+    assert writer.commit("objects/walked")
+    os.replace(tmp_path / "repo" / "objects" / "walked", path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == cap["sha256"]
+    index = spool.compress()
+    spool.close()
+    assert os.listdir(tmp_path / "repo" / "tmp") == []  # a dropped first capture left nothing
+    return scan, cap, path, index
+
+
+def test_walking_capture_starts_again_with_xattrs_when_the_walk_finds_one(tmp_path):
+    """The root has no extended attribute, a file deep down has one: tar started without
+    --xattrs, the walk finds it and stops that capture, which runs again with them; the object
+    then carries the attribute."""
+    src = tmp_path / "src"
+    for i in range(400):
+        (src / f"d{i % 20}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 20}" / f"f{i}").write_bytes(os.urandom(3000))
+    (src / "big").write_bytes(os.urandom(30 << 20))  # tar is still busy when the walk gets there
+    marked = src / "d19" / "f399"
+    try:
+        os.setxattr(marked, "user.lifeboat", b"kept")
+    except OSError as exc:
+        pytest.skip(f"no user xattrs on {tmp_path}: {exc}")
+    scan, cap, path, index = _walking_capture(tmp_path, src)
+    assert scan.xattrs is True and cap["xattrs"] is True
+    assert scan.files == 401
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as fh:
+        extract(fh, str(dest), cap["sha256"], xattrs=True)
+    assert os.getxattr(dest / "d19" / "f399", "user.lifeboat") == b"kept"
+    assert compare_tree(index, str(dest)) == []
+
+
+def test_walking_capture_without_xattrs_keeps_its_first_capture(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(100_000))
+    scan, cap, path, index = _walking_capture(tmp_path, src)
+    assert scan.xattrs is False and cap["xattrs"] is False and "cancelled" not in cap
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as fh:
+        extract(fh, str(dest), cap["sha256"], xattrs=False)
+    assert (dest / "d" / "f").read_bytes() == (src / "d" / "f").read_bytes()
