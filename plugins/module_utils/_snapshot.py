@@ -336,46 +336,44 @@ class SnapshotRun:
         quiesce = Quiesced(client, to_quiesce, journal, action, self.stop_timeout)
         reused = None
         scan = None
-        with quiesce:
-            spool = IndexSpool()  # the index goes to a temporary file, not into memory
-            prev = self.previous_units().get(unit["id"])
-            if prev and prev.get("reuse_key") and prev.get("index") \
-                    and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
-                # An earlier capture may still hold: the walk's fingerprint decides, before any
-                # file's content is read, whether this one is needed at all.
-                scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
-                reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
-                if prev["reuse_key"] == reuse:
-                    reused = prev
-            if reused:
-                obj = dict(reused["object"])
-                bytes_read = 0
-                new_object = False
-                tar_warnings: list[str] = []
-            else:
-                # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
-                scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)
-                reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
-                bytes_read = scan.bytes
-                tar_warnings = cap["tar_warnings"]
-        # The containers run again: the object is complete, and is made durable and named now.
-        if not reused:
+        spool = IndexSpool()  # the index goes to a temporary file, not into memory
+        try:
+            with quiesce:
+                prev = self.previous_units().get(unit["id"])
+                if prev and prev.get("reuse_key") and prev.get("index") \
+                        and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
+                    # An earlier capture may still hold: the walk's fingerprint decides, before any
+                    # file's content is read, whether this one is needed at all.
+                    scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
+                    reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
+                    if prev["reuse_key"] == reuse:
+                        reused = prev
+                if reused:
+                    bytes_read = 0
+                    tar_warnings: list[str] = []
+                else:
+                    # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
+                    scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)
+                    reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
+                    bytes_read = scan.bytes
+                    tar_warnings = cap["tar_warnings"]
             if quiesce.start_failures:
-                writer.abort()
+                if not reused:
+                    writer.abort()
+                verb = "start" if action == "stop" else "unpause"
+                names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
+                raise UnitFailed(f"captured, but these containers did not {verb} again: {names}; {verb} them by hand "
+                                 f"(docker {verb} NAME) and check their logs")
+            if reused:
+                obj, new_object, index = dict(reused["object"]), False, dict(reused["index"])
             else:
+                # The containers run again: the object is complete, and is made durable and named now.
                 ref, new_object = self.repo.store_object(writer, cap["sha256"], cap["size"])
                 obj = dict(ref, format="tar-posix+zstd", compression="zstd", level=self.level, xattrs=cap["xattrs"])
-        if quiesce.start_failures:
-            verb = "start" if action == "stop" else "unpause"
-            names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
-            raise UnitFailed(f"captured, but these containers did not {verb} again: {names}; {verb} them by hand "
-                             f"(docker {verb} NAME) and check their logs")
-        if reused:
-            index = dict(reused["index"])
-        else:
-            iref, _new = self.repo.put_bytes(spool.compress())
-            index = dict(iref, format="jsonl+zstd")
-        spool.close()
+                iref, _new = self.repo.put_bytes(spool.compress())
+                index = dict(iref, format="jsonl+zstd")
+        finally:
+            spool.close()
         seconds = round(time.monotonic() - started, 3)
         entry.update(
             object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,

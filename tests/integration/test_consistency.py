@@ -52,10 +52,11 @@ def proc_start(pid: int) -> str | None:
     return None if fields[0] == b"Z" else fields[19].decode()
 
 
-def tar_reading(directory: str) -> bool:
-    """Whether a `tar --create` of directory runs (a capture reading it; the object's fsync and
-    rename come after the containers run again, so a temporary object file alone does not say)."""
-    want = directory.encode()
+def capturing(directory: str, level: int) -> bool:
+    """Whether a capture of directory runs: its `tar --create`, or a `zstd -LEVEL` compressing
+    (zstd reads ahead, so tar may be done long before zstd). The object's fsync and rename come
+    after the containers run again, so a temporary object file alone does not say."""
+    want, flag = directory.encode(), f"-{level}".encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -64,7 +65,8 @@ def tar_reading(directory: str) -> bool:
                 argv = fh.read().split(b"\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]) == b"tar" and b"--create" in argv and want in argv:
+        name = os.path.basename(argv[0]) if argv else b""
+        if (name == b"tar" and b"--create" in argv and want in argv) or (name == b"zstd" and flag in argv):
             return True
     return False
 
@@ -347,14 +349,14 @@ def test_pause_pauses_during_the_capture_and_unpauses(lab):
     wait_for("the writer to write", lambda: os.path.exists(os.path.join(vol_dir, "counter")), 10)
     started_before = lab.inspect(app)["StartedAt"]
 
-    samples: list[tuple[str, bool]] = []  # (status, tar is reading the volume)
+    samples: list[tuple[str, bool]] = []  # (status, the capture runs)
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.is_set():
-            before = tar_reading(vol_dir)
-            status = lab.status(app)  # read while tar ran, when it ran before and after
-            samples.append((status, before and tar_reading(vol_dir)))
+            before = capturing(vol_dir, 19)
+            status = lab.status(app)  # read while the capture ran, when it ran before and after
+            samples.append((status, before and capturing(vol_dir, 19)))
             time.sleep(0.03)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -367,7 +369,7 @@ def test_pause_pauses_during_the_capture_and_unpauses(lab):
 
     unit = result["units"][f"volume:{vol}"]
     assert result["complete"] is True and unit["strategy"] == "pause"
-    assert ("paused", True) in samples, f"never saw {app} paused while tar read its volume: {sorted(set(samples))}"
+    assert ("paused", True) in samples, f"never saw {app} paused while its volume was captured: {sorted(set(samples))}"
     assert all(status == "paused" for status, writing in samples if writing), \
         f"{app} ran while its volume was being captured: {sorted(set(samples))}"
     state = lab.inspect(app)
