@@ -20,16 +20,16 @@ import datetime
 import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
 from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli, run_module
+from fixtures.lab import Lab as BaseLab
+from fixtures.lab import alive, children_of, descends_from, open_lab, proc_start, wait_for
 
 BUSYBOX = "lifeboat-test/busybox:latest"
 # busybox's sleep as PID 1 ignores SIGTERM: trap it, so `docker stop` takes a second, not 30.
@@ -41,17 +41,6 @@ WRITER = 'trap "exit 0" TERM; n=0; while :; do n=$((n+1)); echo "$n" >> /data/co
 # --------------------------------------------------------------------------------------------
 # processes
 # --------------------------------------------------------------------------------------------
-def proc_start(pid: int) -> str | None:
-    """Start time of a process (clock ticks since boot), None when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    return None if fields[0] == b"Z" else fields[19].decode()
-
-
 def capturing(directory: str, level: int) -> bool:
     """Whether a capture of directory runs: its `tar --create`, or a `zstd -LEVEL` compressing
     (zstd reads ahead, so tar may be done long before zstd). The object's fsync and rename come
@@ -69,49 +58,6 @@ def capturing(directory: str, level: int) -> bool:
         if (name == b"tar" and b"--create" in argv and want in argv) or (name == b"zstd" and flag in argv):
             return True
     return False
-
-
-def alive(pid: int) -> bool:
-    return proc_start(pid) is not None
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return False
-        pid = int(data[data.rfind(b")") + 2:].split()[1])
-    return False
-
-
-def wait_for(what: str, predicate, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def ansible_command(name: str, **args) -> list[str]:
@@ -160,39 +106,23 @@ class Background:
 # --------------------------------------------------------------------------------------------
 # the lab: what a test makes, and removes again
 # --------------------------------------------------------------------------------------------
-class Lab:
+class Lab(BaseLab):
+    """The shared lab, with a log directory the hooks write their stamps to, and the time it
+    began (for the engine's events)."""
+
     def __init__(self, client, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.containers: list[str] = []
-        self.dirs: list[str] = []
-        self.pids: list[tuple[int, str | None]] = []  # (pid, start time) of processes to end
-        self.state_dir = self.tmpdir("state")
+        super().__init__(client, prefix)
         self.log_dir = self.tmpdir("log")  # bind-mounted at /log: hooks write their stamps here
         self.t0 = int(time.time()) - 1
 
     # -- making things -------------------------------------------------------------------------
-    def name(self, suffix: str) -> str:
-        return f"{self.prefix}-{suffix}"
-
-    def tmpdir(self, suffix: str) -> str:
-        path = tempfile.mkdtemp(prefix=f"{self.prefix}-{suffix}-", dir="/tmp")
-        self.dirs.append(path)
-        return path
-
-    def repo(self) -> str:
-        return os.path.join(self.tmpdir("repo"), "repository")
-
-    def volume(self, suffix: str) -> str:
+    def volume(self, suffix: str) -> str:  # type: ignore[override]
         """The name of a new, empty local volume."""
         name = self.name(suffix)
         self.client.volumes.create(name=name, driver="local")
         return name
 
-    def volume_dir(self, name: str) -> str:
-        return self.client.volumes.get(name).attrs["Mountpoint"]
-
-    def container(self, suffix: str, volumes: list[str], labels: dict[str, str] | None = None,
+    def container(self, suffix: str, volumes: list[str], labels: dict[str, str] | None = None,  # pylint: disable=arguments-renamed
                   extra: list[str] | None = None, script: str = STOPPABLE) -> str:
         """A running busybox container with VOLUMES (NAME or NAME:/target; the first at /data)
         and the log directory at /log."""
@@ -251,44 +181,10 @@ class Lab:
                 continue
         return None
 
-    def journals(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.state_dir, "journal", "*.json")))
-
-    # -- removing ------------------------------------------------------------------------------
-    def cleanup(self) -> None:
-        errors = []
-        for pid, started in self.pids:  # only if it is still the very process we started
-            if started is not None and proc_start(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for name in self.containers:
-            subprocess.run(["docker", "unpause", name], capture_output=True, check=False)
-            proc = subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
-            if proc.returncode != 0 and b"No such container" not in proc.stderr:
-                errors.append(f"container {name}: {proc.stderr.decode(errors='replace').strip()}")
-        for vol in self.client.volumes.list(filters={"name": self.prefix}):
-            if vol.name.startswith(self.prefix):
-                proc = subprocess.run(["docker", "volume", "rm", "-f", vol.name], capture_output=True, check=False)
-                if proc.returncode != 0:
-                    errors.append(f"volume {vol.name}: {proc.stderr.decode(errors='replace').strip()}")
-        for path in self.dirs:
-            shutil.rmtree(path, ignore_errors=True)
-            if os.path.exists(path):
-                errors.append(f"directory {path} could not be removed")
-        if errors:
-            raise AssertionError("cleanup left things behind: " + "; ".join(errors))
-
 
 @pytest.fixture()
 def lab(docker_client, prefix, monkeypatch):
-    built = Lab(docker_client, prefix)
-    monkeypatch.setenv("LIFEBOAT_STATE_DIR", built.state_dir)
-    try:
-        yield built
-    finally:
-        built.cleanup()
+    yield from open_lab(Lab(docker_client, prefix), monkeypatch)
 
 
 # --------------------------------------------------------------------------------------------

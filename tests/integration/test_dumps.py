@@ -30,14 +30,14 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli
+from fixtures.lab import Lab as BaseLab
+from fixtures.lab import open_lab
 
 POSTGRES = "lifeboat-test/postgres:15"
 MARIADB = "lifeboat-test/mariadb:latest"
@@ -67,31 +67,22 @@ def ansible(name: str, *, check: bool = False, **args) -> tuple[dict, str, str]:
     return result, proc.stdout, proc.stderr
 
 
-class Lab:
-    """What a test makes (containers, volumes, directories, writer processes) and removes again;
-    every module run's result and output, for the secret checks."""
+class Lab(BaseLab):
+    """The shared lab, with the writer processes a test starts, and every module run's result and
+    output, for the secret checks."""
 
     def __init__(self, client, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.containers: list[str] = []
-        self.dirs: list[str] = []
+        super().__init__(client, prefix)
         self.procs: list[subprocess.Popen] = []
         self.outputs: list[tuple[str, str]] = []  # (what, text)
         self.repos: list[str] = []
-        self.state_dir = self.tmpdir("state")
 
     # -- names and places ----------------------------------------------------------------------
     def name(self, suffix: str) -> str:
-        return f"{self.prefix}_{suffix}"
+        return f"{self.prefix}_{suffix}"  # also a database's name here: no "-"
 
-    def tmpdir(self, suffix: str) -> str:
-        path = tempfile.mkdtemp(prefix=f"{self.prefix}-{suffix}-", dir="/tmp")
-        self.dirs.append(path)
-        return path
-
-    def repo(self) -> str:
-        path = os.path.join(self.tmpdir("repo"), "repository")
+    def repo(self, suffix: str = "repo") -> str:
+        path = super().repo(suffix)
         self.repos.append(path)
         return path
 
@@ -185,36 +176,16 @@ class Lab:
 
     # -- removing ------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        errors = []
         for proc in self.procs:  # docker exec clients this lab started (their own pids)
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        for name in self.containers:
-            proc = subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
-            if proc.returncode != 0 and b"No such container" not in proc.stderr:
-                errors.append(f"container {name}: {proc.stderr.decode(errors='replace').strip()}")
-        for vol in self.client.volumes.list(filters={"name": self.prefix}):
-            if vol.name.startswith(self.prefix):  # NAME_data and NAME.pre-restore-* alike
-                proc = subprocess.run(["docker", "volume", "rm", "-f", vol.name], capture_output=True, check=False)
-                if proc.returncode != 0:
-                    errors.append(f"volume {vol.name}: {proc.stderr.decode(errors='replace').strip()}")
-        for path in self.dirs:
-            shutil.rmtree(path, ignore_errors=True)
-            if os.path.exists(path):
-                errors.append(f"directory {path} could not be removed")
-        if errors:
-            raise AssertionError("cleanup left things behind: " + "; ".join(errors))
+        super().cleanup()
 
 
 @pytest.fixture()
 def lab(docker_client, prefix, monkeypatch):
-    built = Lab(docker_client, prefix)
-    monkeypatch.setenv("LIFEBOAT_STATE_DIR", built.state_dir)
-    try:
-        yield built
-    finally:
-        built.cleanup()
+    yield from open_lab(Lab(docker_client, prefix), monkeypatch)
 
 
 def password(tag: str) -> str:

@@ -27,12 +27,11 @@ import subprocess
 import tarfile
 import time
 
-import pytest
-
 from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli, require_tool, run_module
 from fixtures import trees
 
-from fixtures.lab import Lab, lab, proc_start  # noqa: F401 pylint: disable=unused-import
+from fixtures.lab import (  # noqa: F401 pylint: disable=unused-import
+    Lab, alive, children_of, descends_from, lab, proc_start, wait_for)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,49 +93,6 @@ def ansible_command(name: str, **args) -> list[str]:
     """The command line conftest.run_module runs (for a module the test must start and kill)."""
     return [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
             "-m", f"lifeboat.docker.{name}", "-a", json.dumps(args)]
-
-
-def wait_for(what: str, predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return False
-        pid = int(data[data.rfind(b")") + 2:].split()[1])
-    return False
-
-
-def alive(pid: int) -> bool:
-    return proc_start(pid) is not None
 
 
 # --------------------------------------------------------------------------------------------
