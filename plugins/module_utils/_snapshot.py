@@ -398,30 +398,26 @@ class SnapshotRun:
         them costs tar two system calls per entry), and the walk is what finds them. So tar
         starts without them unless the root has some; when the walk finds one, the capture is
         stopped at once and run again with them, after the walk (what was written is dropped)."""
-        xattrs = walked.xattrs if walked is not None else has_xattrs(where)
-        for _attempt in range(2):
-            walk_result: list[Any] = []
-
-            def walk_along(cancel: Callable[[], None]) -> None:
-                walk_result.append(walk(where, excludes, sink=spool.write, probe_xattrs=True,
-                                        on_xattrs=None if xattrs else cancel))
-
+        def attempt(xattrs: bool, during=None) -> tuple[Any, dict[str, Any]]:
             writer = self.repo.new_object_writer()
             try:
-                cap = capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
-                              xattrs=xattrs, during=None if walked is not None else walk_along)
-                if walked is None:
-                    walked = walk_result[0]
-                if cap.get("cancelled") or (walked.xattrs and not xattrs):
-                    writer.abort()
-                    xattrs = True
-                    continue
+                return writer, capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
+                                       xattrs=xattrs, during=during)
             except BaseException:
                 writer.abort()
                 raise
-            cap["xattrs"] = xattrs
-            return walked, cap, writer
-        raise UnitFailed(f"the capture of {where} was stopped twice")  # not reached: xattrs is True then
+
+        if walked is not None:
+            writer, cap = attempt(walked.xattrs)
+            return walked, dict(cap, xattrs=walked.xattrs), writer
+        xattrs = has_xattrs(where)
+        writer, cap = attempt(xattrs, lambda cancel: walk(where, excludes, sink=spool.write, probe_xattrs=True,
+                                                          on_xattrs=None if xattrs else cancel))
+        walked = cap["during"]
+        if walked.xattrs and not xattrs:  # found by the walk (the capture was stopped, or ended first)
+            writer.abort()
+            writer, cap = attempt(True)
+        return walked, dict(cap, xattrs=walked.xattrs), writer
 
     # -- the host's deployment (see _deployment.py) ------------------------------------------------
     deployment_capture = None  # a _deployment.DeploymentCapture, set by the snapshot module
