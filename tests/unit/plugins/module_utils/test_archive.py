@@ -329,6 +329,14 @@ def _walking_capture(tmp_path, src):
     return scan, cap, path, index
 
 
+def _extract_walked(tmp_path, path, cap):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as fh:
+        extract(fh, str(dest), cap["sha256"], xattrs=cap["xattrs"])
+    return dest
+
+
 def test_walking_capture_starts_again_with_xattrs_when_the_walk_finds_one(tmp_path):
     """The root has no extended attribute, a file deep down has one: tar started without
     --xattrs, the walk finds it and stops that capture, which runs again with them; the object
@@ -346,10 +354,7 @@ def test_walking_capture_starts_again_with_xattrs_when_the_walk_finds_one(tmp_pa
     scan, cap, path, index = _walking_capture(tmp_path, src)
     assert scan.xattrs is True and cap["xattrs"] is True
     assert scan.files == 401
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    with open(path, "rb") as fh:
-        extract(fh, str(dest), cap["sha256"], xattrs=True)
+    dest = _extract_walked(tmp_path, path, cap)
     assert os.getxattr(dest / "d19" / "f399", "user.lifeboat") == b"kept"
     assert compare_tree(index, str(dest)) == []
 
@@ -360,8 +365,35 @@ def test_walking_capture_without_xattrs_keeps_its_first_capture(tmp_path):
     (src / "d" / "f").write_bytes(os.urandom(100_000))
     scan, cap, path, index = _walking_capture(tmp_path, src)
     assert scan.xattrs is False and cap["xattrs"] is False and "cancelled" not in cap
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    with open(path, "rb") as fh:
-        extract(fh, str(dest), cap["sha256"], xattrs=False)
+    dest = _extract_walked(tmp_path, path, cap)
     assert (dest / "d" / "f").read_bytes() == (src / "d" / "f").read_bytes()
+
+
+def test_walking_capture_runs_again_when_the_walk_finds_xattrs_after_tar_ended(tmp_path, monkeypatch):
+    """The fallback: the walk reports an extended attribute only once tar and zstd are done (here
+    the walk is made to ignore its cancel). The finished capture, which lacks the attribute, is
+    dropped and the unit captured again with --xattrs."""
+    from ansible_collections.lifeboat.docker.plugins.module_utils import _snapshot
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(5000))
+    try:
+        os.setxattr(src / "d" / "f", "user.lifeboat", b"late")
+    except OSError as exc:
+        pytest.skip(f"no user xattrs on {tmp_path}: {exc}")
+    real_walk = _snapshot.walk
+    calls = []
+
+    def late_walk(*args, **kwargs):
+        calls.append(kwargs.get("on_xattrs"))
+        kwargs["on_xattrs"] = None  # never stops the running capture
+        return real_walk(*args, **kwargs)
+
+    monkeypatch.setattr(_snapshot, "walk", late_walk)
+    scan, cap, path, index = _walking_capture(tmp_path, src)
+    assert len(calls) == 1 and calls[0] is not None  # the walk was asked to cancel, and did not
+    assert scan.xattrs is True and cap["xattrs"] is True and "cancelled" not in cap
+    dest = _extract_walked(tmp_path, path, cap)
+    assert os.getxattr(dest / "d" / "f", "user.lifeboat") == b"late"
+    assert compare_tree(index, str(dest)) == []
