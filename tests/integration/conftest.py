@@ -14,17 +14,26 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+# The modules' TMPDIR: Ansible unpacks each module into a payload directory there, which a module
+# killed on purpose (the SIGKILL tests) leaves behind; the session removes it all at its end.
+MODULE_TMP = tempfile.mkdtemp(prefix="lbt-modtmp-", dir="/tmp")
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+    shutil.rmtree(MODULE_TMP, ignore_errors=True)
 
 
 def _ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        TMPDIR=MODULE_TMP,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
