@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO, Callable, Iterator
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import TarChecker, UnsafeArchive
@@ -120,20 +121,21 @@ class TreeScan:
         return b"".join(self.index)
 
 
-def _quote(text: str) -> str:
-    """json.dumps(text) (ensure_ascii), without its cost for the plain names most entries have."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text)
+# json.dumps(text) of a str (ensure_ascii) is exactly this function (C in CPython), without
+# dumps' own call overhead: it runs once or twice per entry in walk().
+_quote = encode_basestring_ascii
+
+
+# listxattr errors that mean "no extended attributes here" (a file system without them, an
+# entry gone meanwhile); any other error counts as having some, so that tar is asked to look.
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT)
 
 
 def has_xattrs(path: str) -> bool:
     try:
         return bool(os.listxattr(path, follow_symlinks=False))
     except OSError as exc:
-        # A file system without extended attributes has none; any other error: assume some,
-        # so that tar is asked to look.
-        return exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT)
+        return exc.errno not in _NO_XATTRS
 
 
 def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], Any] | None = None,
@@ -168,7 +170,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     prints: list[str] | None = [] if fingerprint else None
     _record(scan, lines, prints, ".", root_st, None)
     # The loop below is _record() inlined, with names looked up once: it runs once per entry.
-    lstat, readlink, s_imode = os.lstat, os.readlink, stat.S_IMODE
+    lstat, readlink, s_imode, listxattr = os.lstat, os.readlink, stat.S_IMODE, os.listxattr
     add_line = lines.append
     add_print = prints.append if prints is not None else None
     files = dirs = others = nbytes = 0
@@ -184,6 +186,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
             except OSError as exc:
                 raise ArchiveError(f"cannot read directory {path}: {exc}") from exc
             prefix = "" if rel == "." else rel + "/"
+            dpath = path + "/"
             for name in names:
                 erel = prefix + name
                 if excludes and _excluded(erel, excludes):
@@ -200,7 +203,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                     kind, size = "d", 0
                     dirs += 1
                     if st.st_dev == root_dev:
-                        stack.append((path + "/" + name, erel))
+                        stack.append((dpath + name, erel))
                 elif fmt == S_IFSOCK:
                     continue  # tar leaves sockets out too
                 else:
@@ -208,10 +211,15 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                     others += 1
                     if fmt == S_IFLNK:
                         link = readlink(name, dir_fd=dir_fd)
-                if probe and has_xattrs(path + "/" + name):
-                    scan.xattrs, probe = True, False
-                    if on_xattrs is not None:
-                        on_xattrs()
+                if probe:  # has_xattrs(), inlined
+                    try:
+                        found = bool(listxattr(dpath + name, follow_symlinks=False))
+                    except OSError as exc:
+                        found = exc.errno not in _NO_XATTRS
+                    if found:
+                        scan.xattrs, probe = True, False
+                        if on_xattrs is not None:
+                            on_xattrs()
                 # Byte for byte what json.dumps([...], ensure_ascii=True, separators=(",", ":"))
                 # gives, as earlier versions wrote it: old indexes and fingerprints stay comparable.
                 line = (f'[{_quote(erel)},"{kind}",{size},{s_imode(mode)},{st.st_uid},{st.st_gid},'
@@ -606,7 +614,7 @@ class _FileHasher(_Copier):
                 update(view[:got])
                 self._counted(got)
                 continue
-            self.done.wait(0.002)
+            self.done.wait(0.01)
 
     def finish(self) -> None:
         self.done.set()
