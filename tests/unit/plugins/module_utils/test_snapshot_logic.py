@@ -136,3 +136,54 @@ def test_units_sharing_containers_form_one_group():
     assert quiesced_containers(units[3]) == [] and quiesced_containers(units[2]) == ["pg"]
     groups = [[u["id"] for u in g] for g in group_units(units)]
     assert groups == [["db:pg", "volume:d"], ["path:/x"], ["volume:a", "volume:b"], ["volume:c"]]
+
+
+def test_object_and_index_are_committed_after_the_containers_run_again(tmp_path, monkeypatch):
+    """The capture (tar and zstd) happens while the containers are quiesced; the object's and the
+    index's commit (fsync, rename) only after they run again, so the fsync is no downtime. The
+    engine is replaced by a recording Quiesced: the order of events is what is checked."""
+    from ansible_collections.lifeboat.docker.plugins.module_utils import _snapshot
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import LocalStore, LocalWriter
+
+    events: list[str] = []
+
+    class RecordingQuiesced:
+        def __init__(self, _client, names, _journal, action, _timeout):
+            self.names, self.action = names, action
+            self.downtime: dict[str, float] = {}
+            self.start_failures: list[dict[str, str]] = []
+
+        def __enter__(self):
+            events.append(f"{self.action} {','.join(self.names)}")
+            return self
+
+        def __exit__(self, *exc_info):
+            events.append("resume")
+            self.downtime = {name: 0.1 for name in self.names}
+            return False
+
+    real_capture, real_commit = _snapshot.capture, LocalWriter.commit
+
+    def capture(*args, **kwargs):
+        events.append("capture")
+        return real_capture(*args, **kwargs)
+
+    def commit(self, key, replace=False):
+        events.append("commit " + key.split("/")[0])
+        return real_commit(self, key, replace)
+
+    monkeypatch.setattr(_snapshot, "Quiesced", RecordingQuiesced)
+    monkeypatch.setattr(_snapshot, "capture", capture)
+    monkeypatch.setattr(LocalWriter, "commit", commit)
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(200_000))
+    repo = Repository(LocalStore(str(tmp_path / "repo"), create=True), create=True)
+    run = _snapshot.SnapshotRun(None, repo, {"host": "h"}, level=1)
+    events.clear()  # the repository's marker file
+    unit = {"id": f"path:{src}", "kind": "path", "source": str(src), "strategy": "pause", "containers": ["app"]}
+    entry, result = run._capture_files(unit, None, None)
+    assert events == ["pause app", "capture", "resume", "commit objects", "commit objects"]
+    assert result["downtime"] == {"app": 0.1} and entry["object"]["sha256"] == result["sha256"]
+    assert repo.has_object(entry["object"]) and repo.has_object(entry["index"])
