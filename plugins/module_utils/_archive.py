@@ -127,16 +127,13 @@ class TreeScan:
 _quote = encode_basestring_ascii
 
 
-# listxattr errors that mean "no extended attributes here" (a file system without them, an
-# entry gone meanwhile); any other error counts as having some, so that tar is asked to look.
-_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT)
-
-
 def has_xattrs(path: str) -> bool:
     try:
         return bool(os.listxattr(path, follow_symlinks=False))
     except OSError as exc:
-        return exc.errno not in _NO_XATTRS
+        # A file system without extended attributes has none; any other error: assume some,
+        # so that tar is asked to look.
+        return exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT)
 
 
 def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], Any] | None = None,
@@ -171,7 +168,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     prints: list[str] | None = [] if fingerprint else None
     _record(scan, lines, prints, ".", root_st, None)
     # The loop below is _record() inlined, with names looked up once: it runs once per entry.
-    lstat, readlink, s_imode, listxattr = os.lstat, os.readlink, stat.S_IMODE, os.listxattr
+    lstat, readlink, s_imode = os.lstat, os.readlink, stat.S_IMODE
     add_line = lines.append
     add_print = prints.append if prints is not None else None
     files = dirs = others = nbytes = 0
@@ -212,15 +209,10 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                     others += 1
                     if fmt == S_IFLNK:
                         link = readlink(name, dir_fd=dir_fd)
-                if probe:  # has_xattrs(), inlined
-                    try:
-                        found = bool(listxattr(dpath + name, follow_symlinks=False))
-                    except OSError as exc:
-                        found = exc.errno not in _NO_XATTRS
-                    if found:
-                        scan.xattrs, probe = True, False
-                        if on_xattrs is not None:
-                            on_xattrs()
+                if probe and has_xattrs(dpath + name):
+                    scan.xattrs, probe = True, False
+                    if on_xattrs is not None:
+                        on_xattrs()
                 # Byte for byte what json.dumps([...], ensure_ascii=True, separators=(",", ":"))
                 # gives, as earlier versions wrote it: old indexes and fingerprints stay comparable.
                 line = (f'[{_quote(erel)},"{kind}",{size},{s_imode(mode)},{st.st_uid},{st.st_gid},'
