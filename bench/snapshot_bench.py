@@ -530,6 +530,12 @@ class Bench:
             sh(f"tar -cf - . | zstd -T0 -3 > {out} && sync {out}", cwd=data, shell=True)
             return out
 
+        def fresh(res: dict) -> dict:
+            u = res["units"][unit]
+            if u.get("reused_from") or not u.get("bytes_read"):
+                raise BenchError(f"snapshot into a fresh repository reused data: {u}")
+            return u
+
         repo = obj = None
         order = ("A", "B", "A_sync", "B_p1")
         for i in range(runs):
@@ -543,12 +549,10 @@ class Bench:
                     continue
                 if what == "B_p1":
                     _repo, res = self.measure("B_p1_ansible", lambda: snapshot(default_poll))
-                    self.record("B_p1", res["units"][unit]["seconds"], "B_p1_ansible")
+                    self.record("B_p1", fresh(res)["seconds"], "B_p1_ansible")
                     continue
                 repo, res = self.measure("B_ansible", snapshot)
-                u = res["units"][unit]
-                if u.get("reused_from") or not u.get("bytes_read"):
-                    raise BenchError(f"snapshot into a fresh repository reused data: {u}")
+                u = fresh(res)
                 self.record("B_unit", u["seconds"], "B_ansible")
                 notes["B_unit"] = f"{u['bytes_stored'] / MIB:.0f} MiB stored, {u['files']:,} files"
                 obj = u["sha256"]
