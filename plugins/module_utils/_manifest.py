@@ -251,6 +251,10 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "stored_bytes": sum((u.get("object") or {}).get("size", 0) for u in units),
         "files": sum(u.get("files", 0) for u in units),
         "encrypted": bool(manifest.get("encryption")),
+        # Units recorded without data (strategy skip), and units asked for that failed: a
+        # listing says what a snapshot does not hold, and why.
+        "skipped": [{"id": u["id"], "reason": u.get("reason")} for u in units if not u.get("object")],
+        "failed": [{"id": f.get("id"), "error": f.get("error")} for f in manifest.get("failed") or []],
     }
 
 

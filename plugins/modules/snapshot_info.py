@@ -114,9 +114,24 @@ snapshots:
       description: Whether every unit asked for was captured.
       type: bool
     units:
-      description: Unit ids in the snapshot.
+      description: Ids of the units the snapshot records, those in RV(snapshots[].skipped) included.
       type: list
       elements: str
+    skipped:
+      description:
+        - Units the snapshot records without data (strategy V(skip), e.g. the data directory of a
+          database that was dumped instead), each with the reason the plan gave.
+        - Restoring one of them fails; there is nothing to restore.
+      type: list
+      elements: dict
+      sample: [{id: "volume:pg_data", reason: "data directory of db:pg, captured by its dump"}]
+    failed:
+      description:
+        - Units that were asked for but failed, each with its error. Such a snapshot is not
+          complete (RV(snapshots[].complete) is false); its other units are usable.
+      type: list
+      elements: dict
+      sample: [{id: "volume:uploads", error: "the repository's filesystem is full (/backup)"}]
     bytes:
       description: Apparent size of the captured data.
       type: int

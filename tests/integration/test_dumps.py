@@ -298,6 +298,10 @@ def test_postgres_dump_under_pgbench_restores_consistent_into_fresh_server(lab):
     bench.wait(timeout=30)
 
     assert snap["complete"] is True and snap["failed_units"] == []
+    [listed] = lab.run("snapshot_info", repository=repo)["snapshots"]
+    assert listed["units"] == sorted([f"db:{src}", data_unit["id"]]) and listed["failed"] == []
+    assert listed["skipped"] == [{"id": data_unit["id"], "reason": data_unit["reason"]}], \
+        "the listing does not say that the data directory was not captured, and why"
     res = snap["units"][f"db:{src}"]
     assert res["strategy"] == "dump" and res["bytes"] > 0 and res["rows"] > 500000
     manifest = read_manifest(repo, snap["snapshot_id"])
@@ -662,6 +666,9 @@ def test_failing_and_empty_dumps_fail_their_unit_only(lab):
     assert not os.listdir(os.path.join(repo, "tmp")), "a failed dump left a temporary file"
     info = lab.run("snapshot_info", repository=repo)
     assert [s["units"] for s in info["snapshots"]] == [[f"db:{good}"]]
+    [listed] = info["snapshots"]
+    assert listed["complete"] is False and listed["skipped"] == []
+    assert {f["id"]: f["error"] for f in listed["failed"]} == errors, "the listing does not say what failed"
     lab.assert_no_secret(pg_pw, mongo_pw)
 
 

@@ -158,6 +158,7 @@ def test_round_trips_of_a_volume_and_a_host_path_and_the_listing(lab):
     assert sb["stored_bytes"] == snap_b["units"][path_unit]["bytes_stored"] > 0
     assert sb["bytes"] == sum(r["size"] for r in path_scan.values() if r["type"] == stat.S_IFREG)
     assert sa["host"] == host and sa["complete"] is True and sa["problems"] == []
+    assert sa["skipped"] == [] and sa["failed"] == [] and sb["skipped"] == [] and sb["failed"] == []
     assert sa["tags"] == ["alpha", "both"] and sb["tags"] == ["beta", "both"]
 
     def ids(**filters):

@@ -83,7 +83,19 @@ def test_summary_and_objects_of():
     man = _manifest("20260101T000000Z-h-000001", units=(("volume:a", "a"), ("volume:b", "b")))
     summary = mf.summary(man)
     assert summary["bytes"] == 200 and summary["stored_bytes"] == 20 and summary["files"] == 6
+    assert summary["skipped"] == [] and summary["failed"] == []
     assert mf.objects_of(man) == ["b" * 64, "c" * 64, "b" * 64, "c" * 64]
+
+
+def test_summary_says_what_a_snapshot_does_not_hold():
+    man = _manifest("20260101T000000Z-h-000001", units=(("db:pg", "pg"), ("volume:pg_data", "pg_data")))
+    man["units"][1].update(object=None, strategy="skip", reason="dumped through db:pg", bytes=0, files=0)
+    del man["units"][1]["index"]
+    man["complete"], man["failed"] = False, [{"id": "volume:up", "error": "the repository's filesystem is full"}]
+    summary = mf.summary(man)
+    assert summary["units"] == ["db:pg", "volume:pg_data"] and summary["stored_bytes"] == 10
+    assert summary["skipped"] == [{"id": "volume:pg_data", "reason": "dumped through db:pg"}]
+    assert summary["failed"] == [{"id": "volume:up", "error": "the repository's filesystem is full"}]
 
 
 def test_decode_manifest_refuses_newer_format_and_damage():
