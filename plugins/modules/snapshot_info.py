@@ -122,6 +122,7 @@ snapshots:
         - Units the snapshot records without data (strategy V(skip), e.g. the data directory of a
           database that was dumped instead), each with the reason the plan gave.
         - Restoring one of them fails; there is nothing to restore.
+        - In an encrypted repository the reason is null, because its readable record keeps no reasons.
       type: list
       elements: dict
       sample: [{id: "volume:pg_data", reason: "data directory of db:pg, captured by its dump"}]
@@ -129,6 +130,7 @@ snapshots:
       description:
         - Units that were asked for but failed, each with its error. Such a snapshot is not
           complete (RV(snapshots[].complete) is false); its other units are usable.
+        - In an encrypted repository the error is null, because its readable record keeps no errors.
       type: list
       elements: dict
       sample: [{id: "volume:uploads", error: "the repository's filesystem is full (/backup)"}]
