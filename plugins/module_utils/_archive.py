@@ -70,7 +70,9 @@ def _big_pipe(fd: int) -> None:
 
 def _excluded(rel: str, patterns: list[str]) -> bool:
     """GNU tar's --exclude matching (unanchored, leading-directory): a pattern excludes a member
-    when it matches any run of whole components, e.g. 'cache' excludes 'a/cache' and 'a/cache/x'."""
+    when it matches any run of whole components, e.g. 'cache' excludes 'a/cache' and 'a/cache/x'.
+    A pattern that starts with './' matches from the top only (tar's member names start with './'
+    there), e.g. './backups' excludes 'backups' and 'backups/x' but not 'a/backups'."""
     if not patterns:
         return False
     parts = rel.split("/")
@@ -78,7 +80,10 @@ def _excluded(rel: str, patterns: list[str]) -> bool:
         for j in range(i + 1, len(parts) + 1):
             run = "/".join(parts[i:j])
             for pat in patterns:
-                if fnmatch.fnmatchcase(run, pat):
+                if pat.startswith("./"):
+                    if i == 0 and fnmatch.fnmatchcase(run, pat[2:]):
+                        return True
+                elif fnmatch.fnmatchcase(run, pat):
                     return True
     return False
 

@@ -69,22 +69,29 @@ def object_refs(record: dict[str, Any]) -> dict[str, int | None]:
     return refs
 
 
-def plan_copy(source, have: set[str], wanted: list[str], host: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+def plan_copy(source, have: set[str], wanted: list[str], host: str | None,
+              damaged: list[dict[str, str]] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """(manifests to copy, ids the target has already) for the wanted ids ([] = all; 'latest'
-    = the newest of each host, or of host); have: the snapshot ids of the target."""
+    = the newest complete of each host, or of host); have: the snapshot ids of the target.
+
+    A damaged manifest harms only itself: it is left out (and appended to DAMAGED, when given),
+    unless it is asked for by id."""
     good, bad = source.manifests()
-    if bad:
-        names = ", ".join(b["id"] for b in bad)
-        raise CopyError(f"the source repository has manifests that cannot be read ({names}); check them with "
-                        "lifeboat.docker.snapshot_info")
+    asked = [b for b in bad if b["id"] in (wanted or [])]
+    if asked:
+        raise CopyError(f"snapshot(s) asked for cannot be read: {'; '.join(b['problem'] for b in asked)}")
+    if damaged is not None:
+        damaged.extend(bad)
     chosen = mf.select(good, host=host)
     if wanted:
         by_id = {m["id"]: m for m in chosen}
         picked: dict[str, dict[str, Any]] = {}
         for item in wanted:
             if item == "latest":
-                for man in chosen:  # newest first: the first of each host
-                    picked.setdefault(f"latest:{man['host']}", man)
+                for each in sorted({m["host"] for m in chosen}):
+                    man = mf.pick_latest(chosen, host=each)
+                    if man is not None:
+                        picked[f"latest:{each}"] = man
             elif item in by_id:
                 picked[item] = by_id[item]
             else:

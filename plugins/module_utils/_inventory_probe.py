@@ -224,7 +224,8 @@ def read_engine(client) -> dict[str, Any]:
     images = api.images()
     info = api.info()
     return {"containers": containers, "volumes": volumes, "networks": networks,
-            "images": images, "host": info.get("Name") or "", "swarm": read_swarm(api, info)}
+            "images": images, "host": info.get("Name") or "", "swarm": read_swarm(api, info),
+            "docker_root": info.get("DockerRootDir") or None}
 
 
 def scan_all(raw: dict[str, Any], measure: bool) -> dict[str, dict[str, Any]]:

@@ -125,7 +125,65 @@ def decode_manifest(data: bytes, key: str) -> dict[str, Any]:
     for field in ("id", "host", "time", "units"):
         if field not in doc:
             raise FormatError(f"manifest {key} lacks '{field}': it is damaged")
+    check_manifest(doc, key)
     return doc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_manifest(doc: dict[str, Any], key: str) -> None:
+    """Every field a reader relies on, checked for its type: a manifest that is valid JSON but
+    not a valid snapshot (a unit without an id, a time that is no time) is damaged, and says so,
+    instead of breaking whatever reads it next."""
+    def bad(what: str) -> FormatError:
+        return FormatError(f"manifest {key} is damaged: {what}; it is left out of listings and of 'latest' "
+                           "(restore it from a copy of the repository, or remove it)")
+
+    sid = doc.get("id")
+    if not isinstance(sid, str) or not is_snapshot_id(sid):
+        raise bad(f"its id {sid!r} is not a snapshot id")
+    if key.startswith(SNAPSHOTS_PREFIX) and snapshot_id_from_key(key) not in (None, sid):
+        raise bad(f"it names snapshot {sid}, not the one its file name says")
+    if not isinstance(doc.get("host"), str) or not doc["host"]:
+        raise bad(f"its host {doc.get('host')!r} is not a name")
+    try:
+        if not isinstance(doc.get("time"), str):
+            raise ValueError
+        parse_iso(doc["time"])
+    except ValueError:
+        raise bad(f"its time {doc.get('time')!r} is not an ISO 8601 time") from None
+    if "complete" in doc and not isinstance(doc["complete"], bool):
+        raise bad(f"'complete' is {doc['complete']!r}, not true or false")
+    tags = doc.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise bad("'tags' is not a list of strings")
+    failed = doc.get("failed", [])
+    if not isinstance(failed, list) or not all(isinstance(f, dict) and isinstance(f.get("id"), str) for f in failed):
+        raise bad("'failed' is not a list of units with ids")
+    units = doc.get("units")
+    if not isinstance(units, list):
+        raise bad(f"'units' is {type(units).__name__}, not a list")
+    for number, unit in enumerate(units, 1):
+        if not isinstance(unit, dict) or not isinstance(unit.get("id"), str) or not unit["id"]:
+            raise bad(f"unit {number} has no id")
+        if unit.get("kind") is not None and not isinstance(unit["kind"], str):
+            raise bad(f"the kind of unit {unit['id']} is not a name")
+        for ref in ("object", "index"):
+            if unit.get(ref) is not None and not is_object_ref(unit[ref]):
+                raise bad(f"the {ref} of unit {unit['id']} is not an object reference")
+        if unit.get("source") is not None and not isinstance(unit["source"], dict):
+            raise bad(f"the source of unit {unit['id']} is not a mapping")
+        for number_field in ("bytes", "files"):
+            if unit.get(number_field) is not None and not _is_int(unit[number_field]):
+                raise bad(f"'{number_field}' of unit {unit['id']} is not a number")
+    for section in ("encryption", "deployment", "swarm"):
+        if doc.get(section) is not None and not isinstance(doc[section], dict):
+            raise bad(f"'{section}' is not a mapping")
+    sealed = (doc.get("encryption") or {}).get("manifest")
+    if doc.get("encryption") and not is_object_ref(sealed):
+        raise bad("its encrypted manifest is not an object reference")
 
 
 def ref_sha(ref: str | dict[str, Any]) -> str:
@@ -271,10 +329,42 @@ def select(manifests: list[dict[str, Any]], host: str | None = None, unit: str |
         if tag and tag not in man.get("tags", []):
             continue
         out.append(man)
-    out.sort(key=lambda m: (m["time"], m["id"]), reverse=True)
+    out.sort(key=lambda m: (parse_iso(m["time"]), m["id"]), reverse=True)
     if newest is not None:
         out = out[:newest]
     return out
+
+
+PRE_RESTORE_TAG = "pre-restore"
+
+
+def holds_unit(manifest: dict[str, Any], wanted: str) -> dict[str, Any] | None:
+    """The unit of a manifest that WANTED names (id, bare name or path), if it holds its data."""
+    for unit in manifest.get("units", []):
+        src = unit.get("source") or {}
+        if wanted in (unit["id"], unit["id"].split(":", 1)[-1], src.get("name"), src.get("path")) and unit.get("object"):
+            return unit
+    return None
+
+
+def pick_latest(manifests: list[dict[str, Any]], host: str | None = None, unit: str | None = None,
+                where=None) -> dict[str, Any] | None:
+    """What 'latest' means everywhere: the newest snapshot by its parsed time that holds what is
+    asked for complete (the whole snapshot; with UNIT, that unit's data), of HOST if given, and
+    for which WHERE (a predicate, e.g. "records a swarm") holds. Snapshots a restore took of what
+    it replaced (tag pre-restore) are never 'latest': name them by id."""
+    for man in select(manifests, host=host):
+        if PRE_RESTORE_TAG in man.get("tags", []):
+            continue
+        if unit is not None:
+            if holds_unit(man, unit) is None:
+                continue
+        elif man.get("complete", True) is not True:
+            continue
+        if where is not None and not where(man):
+            continue
+        return man
+    return None
 
 
 def find_unit(manifest: dict[str, Any], wanted: str) -> dict[str, Any]:

@@ -44,3 +44,16 @@ ENCRYPT_ARGS: dict[str, dict[str, Any]] = {
 IDENTITY_ARGS: dict[str, dict[str, Any]] = {
     "encryption_identity": {"type": "path"},
 }
+
+
+def relative_paths(params: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    """A message naming the path options among NAMES that were given as relative paths, or None.
+
+    A module runs in a temporary directory that Ansible removes afterwards: a relative path would
+    be read or written there and be gone."""
+    bad = [f"{name}={params[name]!r}" for name in names if params.get(name) and not str(params[name]).startswith("/")]
+    if not bad:
+        return None
+    return (f"{', '.join(bad)}: give absolute paths on the host (e.g. /var/lib/lifeboat/...); a relative path "
+            "would be taken inside the module's temporary directory, which is removed when the task ends")
+

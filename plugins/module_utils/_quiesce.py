@@ -5,11 +5,20 @@
 
 """Stopping containers for a capture, and never leaving them stopped.
 
-Before a container is stopped, the journal on the host records it (written and fsynced first).
+Before the engine is asked to stop a container, the journal on the host records it (written and
+fsynced first), with the container's start time and the moment by which its stop must be over.
 The containers are started again in a `finally` as soon as the capture is done. If the process
 dies anyway (SIGKILL, a crash, the host losing power), the next run of any lifeboat module calls
 repair(): journals of processes that are gone are replayed (their containers started again or
-unpaused) and removed.
+unpaused, also when the engine was still stopping one: repair waits for that stop to end) and
+removed. A restore also journals its staging directory, which repair removes when the restore
+was killed.
+
+SIGTERM and SIGHUP end a run (TerminationGuard), but never while a container is being stopped,
+paused or brought back (deferred_signals): the signal takes effect once that is done, and then
+the `finally` blocks start every container again before the process exits.
+
+Pure: nothing here; everything talks to the engine or the journal files.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import Serv
 
 STATE_DIR_ENV = "LIFEBOAT_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/lifeboat"
+# Seconds the engine may take past a stop's timeout to kill the container and see it exit.
+STOP_MARGIN = 15
+STAGING_PREFIX = ".lifeboat-restore-"
 
 
 def state_dir() -> str:
@@ -68,7 +80,7 @@ class Journal:
         self.path = os.path.join(journal_dir(), f"{self.pid}-{secrets.token_hex(4)}.json")
         self.doc: dict[str, Any] = {
             "pid": self.pid, "process_start": process_start(self.pid), "operation": operation,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "containers": [],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "containers": [], "staging": [],
         }
         self._lock = threading.Lock()  # units captured in parallel share one journal
 
@@ -78,28 +90,71 @@ class Journal:
             self.doc["containers"].append(dict(extra, id=container_id, name=name, action=action))
             _write_atomic(self.path, self.doc)
 
+    def stage(self, path: str) -> None:
+        """A staging directory (STAGING_PREFIX...) about to be made: removed by repair() if this
+        process dies before it is renamed into place or removed."""
+        with self._lock:
+            self.doc["staging"].append(path)
+            _write_atomic(self.path, self.doc)
+
+    def unstage(self, path: str) -> None:
+        with self._lock:
+            self.doc["staging"] = [p for p in self.doc["staging"] if p != path]
+            self._save_or_remove()
+
     def done(self, container_id: str) -> None:
         with self._lock:
             self.doc["containers"] = [c for c in self.doc["containers"] if c["id"] != container_id]
-            if self.doc["containers"]:
-                _write_atomic(self.path, self.doc)
-            else:
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
+            self._save_or_remove()
+
+    def _save_or_remove(self) -> None:
+        if self.doc["containers"] or self.doc["staging"]:
+            _write_atomic(self.path, self.doc)
+        else:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         """End of the operation. Containers still recorded did not come back (their start or
         unpause failed): the journal stays, so that the next lifeboat run on this host tries
         again (repair) once this process has exited."""
         with self._lock:
-            if self.doc["containers"]:
+            if self.doc["containers"] or self.doc["staging"]:
                 return
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+def _stop_under_way(container, entry: dict[str, Any]) -> bool:
+    """Whether the engine may still be stopping a container a dead run asked it to stop: it runs
+    since the same start as when the run journalled it, and the stop's deadline has not passed."""
+    started_at = ((container.attrs or {}).get("State") or {}).get("StartedAt")
+    return bool(entry.get("started_at")) and started_at == entry.get("started_at") \
+        and time.time() < float(entry.get("deadline") or 0)
+
+
+def _wait_not_running(container, deadline: float) -> str:
+    """Poll the container until it no longer runs or the (epoch) deadline passes; its status."""
+    while True:
+        container.reload()
+        if container.status not in ("running", "restarting") or time.time() >= deadline:
+            return container.status
+        time.sleep(0.2)
+
+
+def _remove_staging(path: str) -> str:
+    import shutil
+
+    if not os.path.basename(path).startswith(STAGING_PREFIX):
+        return "left alone (not a lifeboat staging directory)"
+    if not os.path.lexists(path):
+        return "gone"
+    shutil.rmtree(path)
+    return "removed"
 
 
 def repair(client) -> list[dict[str, Any]]:
@@ -124,6 +179,15 @@ def repair(client) -> list[dict[str, Any]]:
         if isinstance(pid, int) and process_start(pid) is not None and process_start(pid) == doc.get("process_start"):
             continue  # its process still runs: it will start its containers itself
         pending = []
+        staging = []
+        for where in doc.get("staging") or []:
+            outcome = {"container": None, "staging": where, "operation": doc.get("operation"), "journal_pid": pid}
+            try:
+                outcome["result"] = _remove_staging(where)
+            except OSError as exc:
+                outcome["result"] = f"failed: {exc}"
+                staging.append(where)
+            repaired.append(outcome)
         # Start in reverse of the stop order: dependencies first.
         for entry in reversed(doc.get("containers", [])):
             outcome = {"container": entry.get("name"), "id": entry.get("id"), "action": entry.get("action"),
@@ -142,6 +206,15 @@ def repair(client) -> list[dict[str, Any]]:
                 elif entry["action"] == "stop" and container.status not in ("running", "restarting"):
                     container.start()
                     outcome["result"] = "started"
+                elif entry["action"] == "stop" and _stop_under_way(container, entry):
+                    # The run died while the engine was stopping it (a PID 1 that ignores SIGTERM
+                    # takes the whole timeout): the stop ends on its own; start it once it has.
+                    if _wait_not_running(container, float(entry["deadline"])) not in ("running", "restarting"):
+                        container.start()
+                        outcome["result"] = "started"
+                        outcome["waited_for_stop"] = True
+                    else:
+                        outcome["result"] = f"already {container.status}"
                 else:
                     outcome["result"] = f"already {container.status}"
             except NotFound:
@@ -150,8 +223,9 @@ def repair(client) -> list[dict[str, Any]]:
                 outcome["result"] = f"failed: {exc}"
                 pending.append(entry)
             repaired.append(outcome)
-        if pending:
+        if pending or staging:
             doc["containers"] = list(reversed(pending))
+            doc["staging"] = staging
             _write_atomic(path, doc)
         else:
             os.unlink(path)
@@ -193,13 +267,19 @@ class Quiesced:
                     continue
                 if self.action == "pause" and container.status != "running":
                     continue
-                self.journal.record(container.id, container.name, self.action)
+                state = (container.attrs or {}).get("State") or {}
+                # Journalled before the engine is asked: a run killed during the stop is repaired
+                # by the next one, which waits for the stop to end (see repair()).
+                self.journal.record(container.id, container.name, self.action, was=container.status,
+                                    started_at=state.get("StartedAt"),
+                                    deadline=time.time() + self.stop_timeout + STOP_MARGIN)
                 started = time.monotonic()
-                if self.action == "stop":
-                    container.stop(timeout=self.stop_timeout)
-                else:
-                    container.pause()
-                self.quiesced.append((container, started))
+                with deferred_signals():  # a SIGTERM now takes effect once the stop is done
+                    self.quiesced.append((container, started))
+                    if self.action == "stop":
+                        container.stop(timeout=self.stop_timeout)
+                    else:
+                        container.pause()
         except BaseException:
             self.resume()
             raise
@@ -217,21 +297,50 @@ class Quiesced:
         scaler = ServiceScaler(self.client, service_id, self.stop_timeout)
         self.journal.record(service_id, scaler.name, "scale", replicas=scaler.replicas, cluster=scaler.cluster)
         started = time.monotonic()
-        self.quiesced.append((scaler, started))  # resumed (scaled back) even if scaling down fails midway
-        scaler.scale_down()
+        with deferred_signals():
+            self.quiesced.append((scaler, started))  # resumed (scaled back) even if scaling down fails midway
+            scaler.scale_down()
 
     def resume(self) -> None:
-        while self.quiesced:
-            container, started = self.quiesced.pop()
-            try:
-                if self.action == "stop":
-                    container.start()
-                else:
-                    container.unpause()
-                self.journal.done(container.id)
-            except Exception as exc:  # pylint: disable=broad-except
-                self.start_failures.append({"container": container.name, "error": str(exc)})
-            self.downtime[container.name] = round(time.monotonic() - started, 3)
+        with deferred_signals():  # every container runs again before a SIGTERM ends the run
+            while self.quiesced:
+                container, started = self.quiesced.pop()
+                try:
+                    if self.action == "stop":
+                        container.start()
+                    else:
+                        container.unpause()
+                    self.journal.done(container.id)
+                except Exception as exc:  # pylint: disable=broad-except
+                    self.start_failures.append({"container": container.name, "error": str(exc)})
+                self.downtime[container.name] = round(time.monotonic() - started, 3)
+
+
+# SIGTERM/SIGHUP while a container is being stopped, paused or brought back is held until that is
+# done (see deferred_signals). Module-wide: the handler runs in the main thread, the critical
+# sections may run in the threads of parallel units.
+_SIGNALS = {"critical": 0, "pending": None, "exiting": False}
+_SIGNALS_LOCK = threading.Lock()
+
+
+class deferred_signals:  # pylint: disable=invalid-name
+    """Context manager: a SIGTERM or SIGHUP that arrives inside takes effect when the last such
+    section ends (it is sent again to this process then)."""
+
+    def __enter__(self) -> "deferred_signals":
+        with _SIGNALS_LOCK:
+            _SIGNALS["critical"] += 1
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        with _SIGNALS_LOCK:
+            _SIGNALS["critical"] -= 1
+            pending = _SIGNALS["pending"] if _SIGNALS["critical"] == 0 else None
+            if pending is not None:
+                _SIGNALS["pending"] = None
+        if pending is not None:
+            os.kill(os.getpid(), pending)
+        return False
 
 
 class TerminationGuard:
@@ -243,6 +352,13 @@ class TerminationGuard:
         self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
 
         def handler(signum, _frame):
+            # No lock here: the handler may run while this thread holds _SIGNALS_LOCK.
+            if _SIGNALS["exiting"]:
+                return  # on the way out already: let the cleanup finish
+            if _SIGNALS["critical"] > 0:
+                _SIGNALS["pending"] = signum
+                return
+            _SIGNALS["exiting"] = True
             raise SystemExit(f"lifeboat: stopped by signal {signum}; containers are being started again")
 
         for sig in self.SIGNALS:
@@ -252,4 +368,5 @@ class TerminationGuard:
     def __exit__(self, *exc_info) -> bool:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
+        _SIGNALS.update(pending=None, exiting=False)
         return False

@@ -45,7 +45,7 @@ class PlanError(ValueError):
 # -- which snapshot --------------------------------------------------------------------------
 
 def choose_snapshot(records: list[dict[str, Any]], host: str, wanted: str = "latest") -> dict[str, Any]:
-    """The record to rebuild from: 'latest' (newest complete of HOST, else newest), a snapshot
+    """The record to rebuild from: 'latest' (see _manifest.pick_latest), a snapshot
     id, or a UTC date/time (the newest snapshot of HOST taken before it)."""
     mine = mf.select(records, host=host)  # newest first
     if not mine:
@@ -53,8 +53,11 @@ def choose_snapshot(records: list[dict[str, Any]], host: str, wanted: str = "lat
         raise PlanError(f"the repository has no snapshot of host {host!r}; it has snapshots of: "
                         f"{', '.join(hosts) or 'none'}; set dr_rebuild_lost_host to one of them")
     if wanted == "latest":
-        complete = [r for r in mine if r.get("complete")]
-        return (complete or mine)[0]
+        chosen = mf.pick_latest(mine)
+        if chosen is None:
+            raise PlanError(f"host {host} has no complete snapshot (newest: {mine[0]['id']}, incomplete or taken "
+                            "by a restore): name the one to rebuild from by id or by date")
+        return chosen
     if _DATE_RE.match(wanted):
         limit = wanted.replace(" ", "T").rstrip("Z")
         before = [r for r in mine if r["time"].rstrip("Z") < limit]

@@ -33,7 +33,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine, volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet
 from ansible_collections.lifeboat.docker.plugins.module_utils._report import write_atomic
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, _nonempty, plan_restore, unit_index
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, _nonempty, local_root, plan_restore, unit_index
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import (
     DbRestoreRun,
     _clear,
@@ -181,7 +181,7 @@ class Rebuild:
                 what = f"rebuild from {self.manifest['id']}"
                 with LockSet([f"unit:{unit['id']}"], what, self.timeout):
                     self.refresh()
-                    plan = plan_restore(unit, self.raw, None, None)
+                    plan = plan_restore(unit, self.raw, None, None, local_root(self.repo))
                     runner = RestoreRun(self.client, self.repo, self.raw)
                     done = runner.run(self.manifest, unit, plan, force=False, verify=True, allow_devices=False)
                     where = plan["data_dir"] or volume_data_path(self.client.api.inspect_volume(plan["target"]))

@@ -56,8 +56,11 @@ class Repository:
     @classmethod
     def open(cls, url: str, create: bool = False, options: dict[str, Any] | None = None,
              recipients: list[str] | None = None, identity: str | None = None) -> "Repository":
-        """The repository at url; options are the store settings (see _options.store_options)."""
+        """The repository at url; options are the store settings (see _options.store_options).
+
+        Every option is checked before the store is opened, which may create the repository."""
         try:
+            recipients = check_recipients(recipients) if recipients else None
             return cls(open_store(url, create=create, options=options), create=create, recipients=recipients,
                        identity=identity)
         except StoreError as exc:
@@ -145,12 +148,18 @@ class Repository:
         if not self.store.exists(key):
             raise RepositoryError(f"snapshot {snapshot_id} is not in {self.url}: list snapshots with "
                                   "lifeboat.docker.snapshot_info")
-        doc = mf.decode_manifest(self.store.read_bytes(key), key)
+        try:
+            doc = mf.decode_manifest(self.store.read_bytes(key), key)
+        except mf.FormatError as exc:
+            raise RepositoryError(str(exc)) from exc
         if not full or not doc.get("encryption"):
             return doc
         sealed = doc["encryption"]
         self.identity = check_identity(self.identity, f"snapshot {snapshot_id}")
-        inner = mf.decode_manifest(self.read_object(sealed["manifest"], f"the manifest of {snapshot_id}"), key)
+        try:
+            inner = mf.decode_manifest(self.read_object(sealed["manifest"], f"the manifest of {snapshot_id}"), key)
+        except mf.FormatError as exc:
+            raise RepositoryError(str(exc)) from exc
         if inner.get("id") != snapshot_id:
             raise RepositoryError(f"the encrypted manifest of {snapshot_id} names snapshot {inner.get('id')}: the "
                                   "repository is damaged or was tampered with")
@@ -168,19 +177,22 @@ class Repository:
         return good, bad
 
     def resolve(self, wanted: str, unit: str | None = None, host: str | None = None) -> dict[str, Any]:
-        """A manifest by id, or 'latest' (newest with that unit, of that host if given)."""
+        """A manifest by id, or 'latest' (see _manifest.pick_latest)."""
         if wanted != "latest":
             if not mf.is_snapshot_id(wanted):
                 raise RepositoryError(f"snapshot {wanted!r} is neither 'latest' nor a snapshot id "
                                       "(YYYYMMDDTHHMMSSZ-HOST-XXXXXX)")
             return self.load_manifest(wanted, full=True)
-        good, _bad = self.manifests()
-        chosen = mf.select(good, host=host, unit=unit, newest=1)
-        if not chosen:
-            what = " with unit " + unit if unit else ""
+        good, bad = self.manifests()
+        chosen = mf.pick_latest(good, host=host, unit=unit)
+        if chosen is None:
+            what = f" with unit {unit} (holding its data)" if unit else " that is complete"
             whose = f" of host {host}" if host else ""
-            raise RepositoryError(f"{self.url} has no snapshot{what}{whose}")
-        return self.load_manifest(chosen[0]["id"], full=True) if chosen[0].get("encryption") else chosen[0]
+            damaged = f" ({len(bad)} damaged manifest(s) left out: list them with lifeboat.docker.snapshot_info)" \
+                if bad else ""
+            raise RepositoryError(f"{self.url} has no snapshot{what}{whose}{damaged}; name a snapshot by id to "
+                                  "use an incomplete or pre-restore one")
+        return self.load_manifest(chosen["id"], full=True) if chosen.get("encryption") else chosen
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write a snapshot's manifest: the last write of a snapshot. When encrypting, the whole

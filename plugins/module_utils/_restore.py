@@ -24,9 +24,15 @@ import time
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import compare_tree, extract
+from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, compare_tree, extract
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import STAGING_PREFIX, Journal, Quiesced, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
+    resolve_lexically,
+    resolved,
+    restore_refusal,
+    within,
+)
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 
@@ -62,9 +68,16 @@ def users_of(raw: dict[str, Any], kind: str, target: str) -> list[dict[str, Any]
     return sorted(out, key=lambda c: c["name"])
 
 
+def local_root(repo) -> str | None:
+    """The resolved directory of a repository on this host, None for offsite stores."""
+    root = getattr(getattr(repo, "store", None), "root", None)
+    return resolved(root) if root else None
+
+
 def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str | None,
-                 target_path: str | None) -> dict[str, Any]:
-    """Where the unit goes and what is there now (reads only)."""
+                 target_path: str | None, repository: str | None = None) -> dict[str, Any]:
+    """Where the unit goes and what is there now (reads only). REPOSITORY: the resolved directory
+    of a local repository, which no restore replaces."""
     if target_volume and target_path:
         raise RestoreError("give target_volume or target_path, not both")
     if unit.get("kind") not in ("volume", "path") or not unit.get("object"):
@@ -83,9 +96,13 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
     if kind == "path":
         if not target.startswith("/"):
             raise RestoreError(f"target_path {target!r} is not absolute")
-        target = plan["target"] = posixpath.normpath(target)
-        if target == "/" or target.startswith(("/proc", "/sys", "/dev")):
-            raise RestoreError(f"refusing to restore over {target}")
+        target = plan["target"] = resolve_lexically(target)
+        # Compared as given and as resolved (symbolic links in its parents), by path components.
+        for candidate in dict.fromkeys((target, resolved(target))):
+            why = restore_refusal(candidate, docker_root=raw.get("docker_root"), repository=repository,
+                                  state_dir=resolved(state_dir()))
+            if why:
+                raise RestoreError(f"refusing to restore {unit['id']} into {target_path or target}: {why}")
         if os.path.lexists(target) and (os.path.islink(target) or not os.path.isdir(target)):
             raise RestoreError(f"target path {target} exists and is not a directory: move it away first")
         plan["exists"] = os.path.isdir(target)
@@ -108,8 +125,39 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
             # A local volume bound to a host directory (device=..., o=bind) is swapped like a path.
             plan.update(exists=True, data_dir=where, nonempty=_nonempty(where),
                         bind_volume=where != volume.get("Mountpoint"))
+            real = resolved(where)
+            if plan["bind_volume"]:
+                why = restore_refusal(real, docker_root=raw.get("docker_root"), repository=repository,
+                                      state_dir=resolved(state_dir()))
+                if why:
+                    raise RestoreError(f"refusing to restore {unit['id']} into volume {target} (bound to {where}): {why}")
+            for what, tree in (("the repository", repository), ("lifeboat's state", resolved(state_dir()))):
+                if tree and (within(tree, real) or within(real, tree)):
+                    raise RestoreError(f"refusing to restore {unit['id']} into volume {target}: its data directory "
+                                       f"{where} holds or is in {what} ({tree}), which a restore never replaces; "
+                                       "restore into a new volume with target_volume")
     plan["users"] = users_of(raw, kind, target)
     return plan
+
+
+def _explain_full(exc: Exception, staging: str, unit: dict[str, Any]) -> Exception:
+    """A failed extraction, said in one line with sizes when the filesystem ran out of space
+    (tar's own output then is a line per file it could not write)."""
+    text = str(exc)
+    if "No space left on device" not in text:
+        return exc
+    try:
+        st = os.statvfs(os.path.dirname(staging))
+        free = st.f_bavail * st.f_frsize
+        total = st.f_blocks * st.f_frsize
+    except OSError:
+        free = total = -1
+    mib = 1024 * 1024
+    return RestoreError(
+        f"the filesystem of {os.path.dirname(staging)} ran out of space while extracting {unit['id']}: the unit holds "
+        f"{(unit.get('bytes') or 0) / mib:.1f} MiB, the filesystem has {total / mib:.1f} MiB in all and {free / mib:.1f} "
+        "MiB free now (the partial copy was removed; the target was not touched); free space there, or restore into "
+        "another place with target_path or target_volume")
 
 
 def unit_index(repo, unit: dict[str, Any]) -> bytes:
@@ -168,24 +216,35 @@ class RestoreRun:
         data_dir = plan["data_dir"]
         parent = os.path.dirname(data_dir.rstrip("/"))
         os.makedirs(parent, exist_ok=True)
-        staging = os.path.join(parent, f".lifeboat-restore-{secrets.token_hex(4)}")
-        os.mkdir(staging, 0o700)
+        staging = os.path.join(parent, f"{STAGING_PREFIX}{secrets.token_hex(4)}")
+        # The staging directory is journalled before it exists: if this run is killed, the next
+        # run of any lifeboat module removes it (repair).
+        journal = Journal(f"restore {unit['id']} from {manifest['id']}")
         try:
-            result.update(extract_verified(self.repo, unit, staging, verify, allow_devices))
-            to_stop = [u["name"] for u in plan["users"]]
-            journal = Journal(f"restore {unit['id']} from {manifest['id']}")
+            journal.stage(staging)
+            os.mkdir(staging, 0o700)
             try:
+                try:
+                    result.update(extract_verified(self.repo, unit, staging, verify, allow_devices))
+                except ArchiveError as exc:
+                    explained = _explain_full(exc, staging, unit)
+                    if explained is exc:
+                        raise
+                    raise explained from exc
+                to_stop = [u["name"] for u in plan["users"]]
                 with Quiesced(self.client, to_stop, journal, "stop", self.stop_timeout) as quiesce:
                     result["previous"] = self._swap(plan, data_dir, staging)
+                result["downtime"] = dict(quiesce.downtime)
+                if quiesce.start_failures:
+                    names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
+                    raise RestoreError(f"restored, but these containers did not start again: {names}")
             finally:
-                journal.close()
-            result["downtime"] = dict(quiesce.downtime)
-            if quiesce.start_failures:
-                names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
-                raise RestoreError(f"restored, but these containers did not start again: {names}")
+                if os.path.isdir(staging):
+                    shutil.rmtree(staging, ignore_errors=True)
+                if not os.path.lexists(staging):
+                    journal.unstage(staging)
         finally:
-            if os.path.isdir(staging):
-                shutil.rmtree(staging, ignore_errors=True)
+            journal.close()
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
 

@@ -10,6 +10,7 @@ select_units() and container_spec() are pure; SnapshotRun does the work (engine,
 
 from __future__ import annotations
 
+import glob
 import os
 import posixpath
 import time
@@ -29,7 +30,15 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpE
 from ansible_collections.lifeboat.docker.plugins.module_utils._hooks import plan_hooks, run_hooks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
+    capture_refusal,
+    covers,
+    fs_type,
+    nested_excludes,
+    resolve_lexically,
+    resolved,
+)
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import capture_swarm
 
@@ -84,7 +93,37 @@ def group_units(units: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def _norm_path(path: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise SelectionError(f"path {path!r} is not absolute: give the full host path, e.g. /srv/data")
-    return posixpath.normpath(path)
+    path = resolve_lexically(path)
+    why = capture_refusal(path, None)
+    if why:
+        raise SelectionError(f"path {path} cannot be captured: {why}")
+    return path
+
+
+def own_files(repository_root: str | None) -> dict[str, str]:
+    """What a capture never includes: {resolved path: what it is} of the local repository (None
+    for offsite stores) and lifeboat's state directory."""
+    out = {resolved(state_dir()): "lifeboat's state directory"}
+    if repository_root:
+        out[resolved(repository_root)] = "the repository"
+    return out
+
+
+def guard_capture(unit: dict[str, Any], where: str, own: dict[str, str]) -> list[dict[str, str]]:
+    """Check the directory a unit is read from; returns what must be left out of it (each with
+    its tar exclude pattern and why), or raises UnitFailed when it cannot be captured at all."""
+    real = resolved(where)
+    if unit["kind"] == "path":
+        why = capture_refusal(real, fs_type(real))
+        if why:
+            raise UnitFailed(f"{unit['id']} cannot be captured: {why}")
+    covered = covers(real, own)
+    if covered:
+        raise UnitFailed(f"{where} is, or is inside, {covered[0]}: lifeboat never captures its own files; "
+                         "capture the directories that hold data, and keep the repository elsewhere")
+    return [{"path": rel, "exclude": "./" + glob.escape(rel),
+             "reason": f"{what} ({posixpath.join(real, rel)}) is inside {where}: left out of the capture"}
+            for rel, what in nested_excludes(real, own)]
 
 
 def select_units(plan: list[dict[str, Any]], units: list[Any] | None, volumes: list[str] | None,
@@ -325,7 +364,8 @@ class SnapshotRun:
         started = time.monotonic()
         strategy = unit["strategy"]
         source, where = unit_source(unit, self.raw)
-        excludes = list(unit.get("exclude") or [])
+        left_out = guard_capture(unit, where, own_files(getattr(self.repo.store, "root", None)))
+        excludes = list(unit.get("exclude") or []) + [item["exclude"] for item in left_out]
         entry: dict[str, Any] = {
             "id": unit["id"], "kind": unit["kind"], "strategy": strategy, "engine": unit.get("engine") or "none",
             "source": source, "reason": unit.get("reason"), "confidential": bool(unit.get("confidential")),
@@ -385,6 +425,9 @@ class SnapshotRun:
                   "new_bytes_stored": obj["size"] if new_object else 0, "files": scan.files,
                   "sha256": obj["sha256"], "seconds": seconds, "downtime": dict(quiesce.downtime),
                   "reused_from": entry["reused_from"]}
+        if left_out:
+            entry["left_out"] = [{"path": i["path"], "reason": i["reason"]} for i in left_out]
+            result["left_out"] = entry["left_out"]
         return entry, result
 
     def _capture_walking(self, where: str, excludes: list[str], strategy: str, spool: IndexSpool,

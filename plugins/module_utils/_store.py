@@ -19,6 +19,13 @@ import secrets
 import time
 from typing import BinaryIO, Iterator
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
+    fs_type,
+    repository_refusal,
+    resolve_lexically,
+    resolved,
+)
+
 
 class StoreError(Exception):
     """A store operation failed; the message says which key and why."""
@@ -178,11 +185,24 @@ class LocalStore(Store):
         if not os.path.isabs(root):
             raise StoreError(f"repository path {root!r} is not absolute: give a full path such as /var/backups/lifeboat")
         self.root = os.path.normpath(root)
+        # Checked on the path as given and as resolved: /proc/self/cwd/x is a different directory
+        # for every process that reads it.
+        for candidate in (resolve_lexically(root), resolved(root)):
+            why = repository_refusal(candidate, fs_type(candidate))
+            if why:
+                raise StoreError(why)
+        if os.path.lexists(self.root) and not os.path.isdir(self.root):
+            raise StoreError(f"repository path {self.root} exists and is not a directory: give the path of a "
+                             "directory (an empty one, or an existing lifeboat repository)")
         self.url = self.root
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.open_tmp: set[str] = set()  # this process's writers in progress
         if create:
-            os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+            try:
+                os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the repository {self.root}: {exc.strerror} ({exc.filename}); "
+                                 "give a directory this host can write to") from exc
         elif not os.path.isdir(self.root):
             raise StoreError(f"repository {self.root} does not exist: check the path, or run a snapshot to create it")
 

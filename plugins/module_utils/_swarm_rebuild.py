@@ -26,7 +26,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import Doc
 from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture, object_chunks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, plan_restore
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, local_root, plan_restore
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreRun
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 
@@ -135,7 +135,7 @@ class SwarmRebuild:
     # -- restores --------------------------------------------------------------------------------
     def restore_volume(self, manifest: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
         raw = read_engine(self.client)
-        plan = plan_restore(unit, raw, None, None)
+        plan = plan_restore(unit, raw, None, None, local_root(self.repo))
         if plan["nonempty"] and not self.force:
             raise RebuildError(f"volume {plan['target']} exists and is not empty: set force: true to replace its "
                                "content (kept aside as a volume NAME.pre-restore-TIME)")

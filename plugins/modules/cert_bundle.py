@@ -117,6 +117,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils._certs import (
     CertError, age_decrypt, age_encrypt, build_bundle, is_age_file, read_bundle, restore_mode, same_file,
     write_file)
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import relative_paths
 
 
 def make(module: AnsibleModule) -> dict:
@@ -198,6 +199,9 @@ def main() -> None:
             "root": {"type": "path", "default": "/"},
         },
         supports_check_mode=True, mutually_exclusive=[("src", "content")])
+    bad_paths = relative_paths(module.params, ("dest", "src", "identity", "root"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     try:
         result = make(module) if module.params["state"] == "present" else restore(module)
     except CertError as exc:

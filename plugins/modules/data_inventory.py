@@ -473,6 +473,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import relative_paths
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     DOCKER_COMMON_ARGS,
     DockerException,
@@ -508,6 +509,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("report",))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
 
     try:
         policy = validate_policy(params["policy"]) if params["policy"] is not None else None

@@ -50,7 +50,7 @@ options:
     required: true
   snapshot:
     description:
-      - V(latest) (the newest complete snapshot of O(host), else its newest), a snapshot id, or a UTC date
+      - V(latest) (the newest complete snapshot of O(host) by its time; never a pre-restore snapshot), a snapshot id, or a UTC date
         or date and time (V(2026-11-20), V(2026-11-20T12:00:00Z)) for the newest snapshot taken before it.
     type: str
     default: latest
@@ -155,7 +155,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DOCKER_COMMON_ARGS, DockerException, client_for
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild import PlanError, runbook
 from ansible_collections.lifeboat.docker.plugins.module_utils._redeploy import (
     Rebuild,
@@ -199,6 +199,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     step = params["step"]
     result = {"changed": False, "snapshot_id": None, "step": step, "seconds": 0.0}
     started = time.monotonic()

@@ -347,7 +347,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import DeploymentCapture
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
     SelectionError,
@@ -377,6 +377,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     if params["parallel"] < 0 or params["lock_timeout"] < 0:
         module.fail_json(msg="parallel and lock_timeout must be 0 or more")
     if not 1 <= params["compression_level"] <= 22:

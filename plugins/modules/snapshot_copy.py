@@ -52,7 +52,7 @@ options:
     default: {}
   snapshots:
     description:
-      - The snapshots to copy, by id; V(latest) is the newest snapshot of each host (of O(host)
+      - The snapshots to copy, by id; V(latest) is the newest complete snapshot of each host (of O(host)
         when given). Empty (the default) copies every snapshot (of O(host)) the target lacks.
     type: list
     elements: str
@@ -107,6 +107,13 @@ failed_snapshots:
   returned: always
   type: list
   elements: dict
+damaged:
+  description:
+    - Manifests of the source repository that are damaged (unreadable, or with fields of the wrong type),
+      each with the problem; they are not copied, and the others are.
+  returned: success
+  type: list
+  elements: dict
 objects_copied:
   description: Objects streamed into the target.
   returned: always
@@ -140,7 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._copy import CopyError, copy_snapshots, object_refs, plan_copy
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, STORE_OPTION_NAMES, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, STORE_OPTION_NAMES, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, redact_url
@@ -157,6 +164,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     result = {"changed": False, "copied": [], "present": [], "failed_snapshots": [], "objects_copied": 0,
               "objects_present": 0, "bytes_copied": 0, "target": redact_url(params["target_repository"])}
     unknown = sorted(set(params["target_options"]) - set(STORE_OPTION_NAMES))
@@ -181,8 +191,12 @@ def main() -> None:
                 module.fail_json(msg=f"repository and target_repository are the same ({source.url}): give another "
                                      "target", **result)
         have = set(target.snapshot_ids()) if target is not None else set()
-        todo, present = plan_copy(source, have, params["snapshots"], params["host"])
+        damaged: list = []
+        todo, present = plan_copy(source, have, params["snapshots"], params["host"], damaged)
         result["present"] = present
+        result["damaged"] = [{"snapshot": b["id"], "problem": b["problem"]} for b in damaged]
+        for item in damaged:
+            module.warn(f"not copied: {item['problem']}")
         if module.check_mode:
             result["copied"] = [m["id"] for m in todo]
             sizes: dict[str, int] = {}

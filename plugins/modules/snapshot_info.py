@@ -149,12 +149,25 @@ snapshots:
       elements: dict
       sample: [{unit: "volume:app_uploads", problem: "object 9f86... is damaged: its bytes hash to 1b4f..."}]
 problems:
-  description: All problems found, each with its snapshot and unit; unreadable manifests too.
+  description:
+    - All problems found, each with its snapshot and unit; damaged manifests too (unreadable, or with fields
+      of the wrong type), which are left out of RV(snapshots) and of RV(latest).
   returned: always
   type: list
   elements: dict
+latest:
+  description:
+    - The id of the snapshot V(latest) means in every lifeboat module, for the filters O(host) and O(unit)
+      given (O(tag) and O(newest) do not change it), or V(null) when there is none.
+    - "That is: the newest snapshot by its recorded time that is complete (with O(unit): that holds the
+      unit's data), never a pre-restore snapshot taken by a restore."
+  returned: always
+  type: str
+  sample: 20261122T103000Z-web1-3fa2c1
 repaired:
-  description: Containers an earlier, killed run had left stopped, started again now.
+  description:
+    - Containers an earlier, killed run had left stopped, started again now.
+    - Staging directories a killed restore left behind, removed now (with C(staging) instead of C(container)).
   returned: always
   type: list
   elements: dict
@@ -176,7 +189,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, extract_verified
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
@@ -266,16 +279,25 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("scratch_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     if params["newest"] is not None and params["newest"] < 1:
         module.fail_json(msg=f"newest must be 1 or more, got {params['newest']}")
-    result = {"changed": False, "snapshots": [], "problems": [], "repaired": []}
+    result = {"changed": False, "snapshots": [], "problems": [], "repaired": [], "latest": None}
+    scratch = params["scratch_dir"]
+    if params["verify"] == "restore" and (not os.path.isabs(scratch) or not os.path.isdir(scratch)):
+        module.fail_json(msg=f"scratch_dir {scratch} is not an existing directory (given as an absolute path): create "
+                             "it, or give another with room for the largest unit", **result)
     try:
         if not module.check_mode:
             result["repaired"] = repair(client_for(module))
-            result["changed"] = any(r.get("result") in ("started", "unpaused") for r in result["repaired"])
+            result["changed"] = any(r.get("result") in ("started", "unpaused", "removed") for r in result["repaired"])
         repo = Repository.open(params["repository"], options=store_options(params),
                                identity=params["encryption_identity"])
         good, bad = repo.manifests()
+        latest = mf.pick_latest(good, host=params["host"], unit=params["unit"])
+        result["latest"] = latest["id"] if latest else None
         for item in bad:
             result["problems"].append({"snapshot": item["id"], "unit": None, "problem": item["problem"]})
         seen: dict = {}

@@ -217,7 +217,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError, decide
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
@@ -340,6 +340,9 @@ def main() -> None:
     })
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     result = {"changed": False, "policy": {}, "kept": [], "removed": [], "objects_removed": 0, "bytes_freed": 0,
               "objects_kept": 0, "stale_removed": [], "problems": [], "lock_waited": 0.0}
     if params["lock_timeout"] < 0:

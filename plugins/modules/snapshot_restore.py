@@ -57,7 +57,7 @@ options:
       - In roles it comes from vault; the role writes it to a 0600 file on the host and removes it after.
     type: path
   snapshot:
-    description: A snapshot id, or V(latest) (the newest snapshot holding O(unit), of O(host) if given).
+    description: A snapshot id, or V(latest) (the newest snapshot, by its time, that holds the data of O(unit), of O(host) if given; never a pre-restore snapshot, which is restored by its id).
     type: str
     default: latest
   host:
@@ -216,12 +216,13 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
     RestoreError,
     RestoreRun,
+    local_root,
     plan_restore,
     resolve_unit,
 )
@@ -244,7 +245,7 @@ def restore_files(module, client, repo, raw, manifest, unit, result):
     if params["target_container"]:
         module.fail_json(msg=f"target_container is for database units; {unit['id']} is a {unit['kind']} unit: "
                              "use target_volume or target_path", **result)
-    plan = plan_restore(unit, raw, params["target_volume"], params["target_path"])
+    plan = plan_restore(unit, raw, params["target_volume"], params["target_path"], local_root(repo))
     result.update(snapshot_id=manifest["id"], unit=unit["id"], target=plan["target"], target_type=plan["kind"])
     if module._diff:
         result["diff"] = {"before": _tree_summary(plan["data_dir"] if plan["exists"] else None),
@@ -310,6 +311,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("target_volume", "target_path")])
     params = module.params
+    bad_paths = relative_paths(params, ("target_path", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     client = client_for(module)
     result = {"changed": False, "repaired": [], "snapshot_id": None, "unit": params["unit"], "target": None,
               "target_type": None}

@@ -41,7 +41,9 @@ attributes:
     description: Every run deploys and restores again (with O(force), over what is there).
 options:
   snapshot:
-    description: The snapshot, by id, or V(latest) (the newest of O(host) that records a swarm).
+    description:
+      - The snapshot, by id, or V(latest) (the newest complete snapshot of O(host) that records a swarm, by
+        its time; never a pre-restore snapshot).
     type: str
     default: latest
   host:
@@ -183,6 +185,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     DOCKER_COMMON_ARGS,
@@ -190,7 +193,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
     client_for,
     connection_settings,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError
@@ -229,6 +232,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    bad_paths = relative_paths(params, ("compose_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
+    if bad_paths:
+        module.fail_json(msg=bad_paths)
     client = client_for(module)
     result = {"changed": False, "snapshot_id": None, "stacks": [], "repaired": []}
     environment = {str(k): {str(n): str(v) for n, v in (vals or {}).items()} for k, vals in params["environment"].items()}
@@ -240,13 +246,12 @@ def main() -> None:
                                    identity=params["encryption_identity"])
             if params["snapshot"] == "latest":
                 good, _bad = repo.manifests()
-                candidates = [m for m in good if m.get("swarm") and
-                              (not params["host"] or m.get("host") == params["host"])]
-                if not candidates:
+                chosen = mf.pick_latest(good, host=params["host"], where=lambda m: bool(m.get("swarm")))
+                if chosen is None:
                     module.fail_json(msg=f"{repo.url} has no snapshot that records a swarm"
                                          + (f" of host {params['host']}" if params["host"] else "")
                                          + ": take one with lifeboat.docker.snapshot on the swarm's manager", **result)
-                wanted = max(candidates, key=lambda m: m["id"])["id"]
+                wanted = chosen["id"]
             else:
                 wanted = params["snapshot"]
             manifest = repo.resolve(wanted)

@@ -27,9 +27,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, VENV_BIN, _ansible_env, docker_cli, run_module
+from conftest import docker_cli, run_module
 from fixtures.lab import Lab as BaseLab
-from fixtures.lab import alive, children_of, descends_from, open_lab, proc_start, wait_for
+from fixtures.lab import Background, alive, children_of, descends_from, open_lab, proc_start, wait_for
 
 BUSYBOX = "lifeboat-test/busybox:latest"
 # busybox's sleep as PID 1 ignores SIGTERM: trap it, so `docker stop` takes a second, not 30.
@@ -58,49 +58,6 @@ def capturing(directory: str, level: int) -> bool:
         if (name == b"tar" and b"--create" in argv and want in argv) or (name == b"zstd" and flag in argv):
             return True
     return False
-
-
-def ansible_command(name: str, **args) -> list[str]:
-    """The command line conftest.run_module runs (for a module the test must overlap or kill)."""
-    return [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-            "-m", f"lifeboat.docker.{name}", "-a", json.dumps(args)]
-
-
-class Background:
-    """A module run as its own process: started now, its result read later."""
-
-    def __init__(self, lab: "Lab", name: str, **args) -> None:
-        self.name = name
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(ansible_command(name, **args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=_ansible_env(), cwd=ROOT)
-        lab.pids.append((self.proc.pid, proc_start(self.proc.pid)))
-        self.ended: float | None = None
-
-    def result(self, timeout: float = 120, expect_fail: bool = False) -> dict:
-        try:
-            out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            pytest.fail(f"{self.name} did not return within {timeout} s")
-        self.ended = time.monotonic()
-        try:
-            result = json.loads(out)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError):
-            pytest.fail(f"ansible gave no JSON result (rc={self.proc.returncode})\n"
-                        f"stdout:\n{out[-4000:]!r}\nstderr:\n{err[-4000:]!r}")
-        if bool(result.get("failed")) != expect_fail:
-            pytest.fail(f"{self.name}: expected failed={expect_fail}, got: {json.dumps(result)[:3000]}")
-        return result
-
-    def wait_killed(self) -> None:
-        try:
-            self.proc.communicate(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.communicate()
 
 
 # --------------------------------------------------------------------------------------------
