@@ -240,6 +240,29 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     return scan
 
 
+def walk_file(parent: str, name: str, sink: Callable[[bytes], Any] | None = None, probe_xattrs: bool = False,
+              fingerprint: bool = True) -> TreeScan:
+    """walk() of a file unit: the one regular file PARENT/NAME, indexed as NAME (there is no '.'
+    entry: the directory that holds the file is not part of the unit)."""
+    scan = TreeScan(keep_index=sink is None)
+    path = os.path.join(parent, name)
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ArchiveError(f"{path} is not a regular file any more")
+    lines: list[str] = []
+    prints: list[str] | None = [] if fingerprint else None
+    _record(scan, lines, prints, name, st, None)
+    scan.xattrs = probe_xattrs and has_xattrs(path)
+    data = ("\n".join(lines) + "\n").encode("ascii")
+    (sink if sink is not None else scan.index.append)(data)  # type: ignore[union-attr]
+    if prints:
+        scan._fp.update("".join(prints).encode("ascii"))
+    return scan
+
+
 def _record(scan: TreeScan, lines: list[str], prints: list[str] | None, rel: str, st: os.stat_result,
             link: str | None) -> None:
     mode = st.st_mode
@@ -360,10 +383,10 @@ def compare_index(expected: bytes, actual: bytes) -> list[str]:
     return diff.finish()
 
 
-def compare_tree(index_zst: bytes, root: str, excludes: list[str] | None = None) -> list[str]:
+def compare_tree(index_zst: bytes, root: str, excludes: list[str] | None = None, member: str | None = None) -> list[str]:
     """Differences between a unit's index (as stored: zstd-compressed) and the tree at root, in
     constant memory: the index is decompressed into a temporary file and read back line by line
-    while walk() produces the tree's lines."""
+    while walk() produces the tree's lines. member: a file unit's file in ROOT (walk_file)."""
     with tempfile.TemporaryFile() as plain:
         proc = subprocess.run(["zstd", "-q", "-d", "-c"], input=index_zst, stdout=plain,
                               stderr=subprocess.PIPE, check=False)
@@ -371,7 +394,10 @@ def compare_tree(index_zst: bytes, root: str, excludes: list[str] | None = None)
             raise ArchiveError(f"zstd could not decompress the index: {proc.stderr.decode(errors='replace').strip()}")
         plain.seek(0)
         diff = IndexDiff(iter(plain))
-        walk(root, excludes, sink=diff.feed, fingerprint=False)
+        if member:
+            walk_file(root, member, sink=diff.feed, fingerprint=False)
+        else:
+            walk(root, excludes, sink=diff.feed, fingerprint=False)
         return diff.finish()
 
 
@@ -428,17 +454,19 @@ def _stderr_text(fh) -> str:
     return text[-2000:]
 
 
-def tar_create_command(src: str, excludes: list[str] | None = None, xattrs: bool = True) -> list[str]:
+def tar_create_command(src: str, excludes: list[str] | None = None, xattrs: bool = True,
+                       member: str | None = None) -> list[str]:
     """xattrs=False leaves out --acls/--xattrs: for a tree walk() found without any extended
-    attribute, where they would only cost tar two system calls per entry."""
+    attribute, where they would only cost tar two system calls per entry. member: capture only
+    this entry of SRC (a file unit: the file, as ./NAME), not the whole directory."""
     return ["tar", "--create", "--file=-", "--format=posix", "--sparse", "--one-file-system", *TAR_RECORD,
             "--numeric-owner", *(TAR_XATTRS if xattrs else []), "--directory", src,
-            *[f"--exclude={p}" for p in (excludes or [])], "."]
+            *[f"--exclude={p}" for p in (excludes or [])], f"./{member}" if member else "."]
 
 
 def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
             threads: int = 0, tolerate_changes: bool = False, xattrs: bool = True,
-            during: Callable[[Callable[[], None]], Any] | None = None) -> dict[str, Any]:
+            during: Callable[[Callable[[], None]], Any] | None = None, member: str | None = None) -> dict[str, Any]:
     """tar SRC | zstd -LEVEL into writer; returns sha256 and stored size of what was written.
 
     tar exiting 1 ("file changed as we read it") fails the capture unless tolerate_changes
@@ -453,7 +481,7 @@ def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
     capture: the result then says "cancelled" and the writer holds nothing usable. An exception
     from during stops the capture and is raised.
     """
-    tar_cmd = tar_create_command(src, excludes, xattrs)
+    tar_cmd = tar_create_command(src, excludes, xattrs, member)
     zstd_cmd = ["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"]
     if level > 19:
         zstd_cmd.insert(1, "--ultra")

@@ -1096,6 +1096,8 @@ class _Planner:
         bind = self.binds[path]
         scan = self.scans.get(f"path:{path}") or {}
         return {"source": path, "kind": bind["kind"], "exists": bind["exists"],
+                # file or dir: a bind-mounted file is a unit of its own (captured as one file)
+                "file_type": scan.get("type"),
                 "confidential": bind["confidential"], "used_by": bind["used_by"],
                 "size_bytes": scan.get("size_bytes") if self.include_sizes else None,
                 "file_count": scan.get("file_count") if self.include_sizes else None}

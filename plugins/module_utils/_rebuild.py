@@ -19,6 +19,8 @@ import shlex
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import bind_kind
+from ansible_collections.lifeboat.docker.plugins.module_utils._safety import within
 
 STEPS = ("engine", "host_paths", "networks_volumes", "volume_data", "images", "databases", "swarm", "services",
          "verify", "report")
@@ -368,13 +370,35 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
     to_create = [c for c in containers.values() if c["name"] not in have_containers and not c.get("compose")]
     plan["missing_environment"] = {c["name"]: m for c in to_create
                                    if (m := sorted(set(c.get("env_set") or []) - set(env_values.get(c["name"], {}))))}
-    plan["left_out"] = list(dep.get("left_out") or [])
+    plan["bind_sources_missing"] = missing_bind_sources(manifest, list(containers.values()), have)
+    plan["left_out"] = list(dep.get("left_out") or []) + [
+        f"bind source {m['path']} of {', '.join(m['containers'])}: not on this host and not in the snapshot "
+        "(the engine would mount an empty directory there)" for m in plan["bind_sources_missing"]]
     changes = [s for key in ("networks", "volumes", "host_paths", "volume_data", "images")
                for s in plan[key] if s["action"] in ("create", "restore", "load", "pull")]
     changes += [s for s in plan["services"] if s["action"] != "present"]
     changes += [s for s in plan["databases"] if s["action"] == "start and restore"]
     plan["changes"] = len(changes)
     return plan
+
+
+def missing_bind_sources(manifest: dict[str, Any], specs: list[dict[str, Any]], have: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bind sources of the containers to rebuild that are not on this host and that no unit of
+    the snapshot restores (a file or directory the backup did not hold). The engine would make an
+    empty directory of each and start the service on it: the rebuild stops and names them instead.
+    HAVE["bind_sources"]: {path: exists} on this host; sockets and system paths are not data."""
+    restored = [unit_target(u) for u in data_units(manifest, "path") if u.get("object")]
+    exists = have.get("bind_sources") or {}
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        for mount in spec.get("mounts") or []:
+            src = mount.get("source")
+            if mount.get("type") != "bind" or not src or bind_kind(src) != "data":
+                continue
+            if exists.get(src, True) or any(within(src, r) for r in restored):
+                continue
+            found.setdefault(src, []).append(spec["name"])
+    return [{"path": p, "containers": sorted(set(c))} for p, c in sorted(found.items())]
 
 
 # -- the runbook ---------------------------------------------------------------------------------
@@ -438,6 +462,15 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
             lines.append(f"- `{unit_target(unit)}`: not captured (strategy {unit.get('strategy')}); create it empty.")
             continue
         src = unit_target(unit)
+        if (unit.get("source") or {}).get("type") == "file":
+            # A file unit's object holds ./NAME: extracted into the file's directory. An empty
+            # directory the engine made where the file belongs goes first.
+            parent = posixpath.dirname(src)
+            lines += [f"`{src}` (a file, {unit.get('bytes', 0)} bytes, with its owner and mode):", "", "```sh",
+                      f"if [ -d {_q(src)} ]; then rmdir {_q(src)}; fi",
+                      f"mkdir -p {_q(parent)}",
+                      f"{_read(unit['object'])} | zstd -d | {restore_cmd} -C {_q(parent)}", "```", ""]
+            continue
         lines += [f"`{src}` ({unit.get('files', 0)} files, {unit.get('bytes', 0)} bytes):", "", "```sh",
                   f"mkdir -p {_q(src)}",
                   f"{_read(unit['object'])} | zstd -d | {restore_cmd} -C {_q(src)}", "```", ""]

@@ -33,7 +33,14 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine, volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet
 from ansible_collections.lifeboat.docker.plugins.module_utils._report import write_atomic
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, _nonempty, local_root, plan_restore, unit_index
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
+    RestoreRun,
+    _nonempty,
+    local_root,
+    plan_restore,
+    unit_index,
+    unit_member,
+)
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import (
     DbRestoreRun,
     _clear,
@@ -149,6 +156,8 @@ class Rebuild:
         for unit in rb.data_units(self.manifest, "path"):
             path = rb.unit_target(unit)
             paths[path] = _nonempty(path)
+        bind_sources = {m["source"]: os.path.lexists(m["source"]) for spec in self.specs.values()
+                        for m in spec.get("mounts") or [] if m.get("type") == "bind" and m.get("source")}
         running: dict[str, list[str]] = {}
         members: dict[str, list[str]] = {}
         containers = {}
@@ -164,7 +173,8 @@ class Rebuild:
                 running.setdefault(project, []).append(labels.get("com.docker.compose.service"))
         return {"containers": containers, "networks": [n.get("Name") for n in self.raw.get("networks") or []],
                 "volumes": volumes, "images": [i.get("Id") for i in self.raw.get("images") or []],
-                "paths": paths, "compose_running": running, "compose_members": members}
+                "paths": paths, "compose_running": running, "compose_members": members,
+                "bind_sources": bind_sources}
 
     def plan(self) -> dict[str, Any]:
         return rb.plan_rebuild(self.manifest, self.have(), self.env_values, self.compose_env_files)
@@ -185,7 +195,9 @@ class Rebuild:
                     runner = RestoreRun(self.client, self.repo, self.raw)
                     done = runner.run(self.manifest, unit, plan, force=False, verify=True, allow_devices=False)
                     where = plan["data_dir"] or volume_data_path(self.client.api.inspect_volume(plan["target"]))
-                    problems = compare_tree(unit_index(self.repo, unit), where, unit.get("excludes") or [])
+                    member = unit_member(unit)
+                    problems = compare_tree(unit_index(self.repo, unit), os.path.dirname(where) if member else where,
+                                            unit.get("excludes") or [], member=member)
                 if problems:
                     raise RebuildError(f"{unit['id']} was restored into {where} but differs from the manifest: "
                                        f"{'; '.join(problems[:5])}")
@@ -382,6 +394,12 @@ class Rebuild:
     # -- step: services ---------------------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
         plan = self.plan()
+        if plan["bind_sources_missing"] and not self.check:
+            raise RebuildError("these bind sources are not on this host and the snapshot does not hold them: "
+                               + "; ".join(f"{m['path']} (of {', '.join(m['containers'])})"
+                                           for m in plan["bind_sources_missing"])
+                               + ". The engine would mount an empty directory there and the services would start "
+                                 "without them: put them in place (from another copy, or by hand), then run again")
         if plan["missing_environment"] and not self.check:
             raise RebuildError("no value for the environment variables " + "; ".join(
                 f"{c}: {', '.join(n)}" for c, n in sorted(plan["missing_environment"].items()))
@@ -506,8 +524,10 @@ class Rebuild:
                 src = unit["source"]
                 where = src["path"] if unit["kind"] == "path" else volume_data_path(
                     self.client.api.inspect_volume(src["name"]))
-                entry.update(kind="tree", files=unit.get("files"),
-                             problems=compare_tree(unit_index(self.repo, unit), where, unit.get("excludes") or []))
+                member = unit_member(unit)
+                entry.update(kind="file" if member else "tree", files=unit.get("files"),
+                             problems=compare_tree(unit_index(self.repo, unit), os.path.dirname(where) if member
+                                                   else where, unit.get("excludes") or [], member=member))
         except Exception as exc:  # pylint: disable=broad-except
             entry["problems"] = [f"could not be checked: {exc}"]
         entry["equal"] = not entry["problems"]

@@ -122,7 +122,7 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
     if binds:
         out.extend(_table(
             ["Path", "Kind", "Exists", "Size", "Confidential", "Used by"],
-            [[_code(b["source"]), b.get("kind"),
+            [[_code(b["source"]), f"{b.get('kind')} (file)" if b.get("file_type") == "file" else b.get("kind"),
               {True: "yes", False: "no"}.get(b.get("exists"), "-"),
               size_class(b.get("size_bytes")) if b.get("kind") == "data" else "-",
               "yes" if b.get("confidential") else "no", _uses(b.get("used_by") or [])]

@@ -48,11 +48,20 @@ def stamp() -> str:
 
 
 def _nonempty(path: str) -> bool:
+    """Whether PATH holds something: a directory with an entry, or a file (a file unit's target).
+    An empty directory (what the engine makes of a missing bind source) holds nothing."""
     try:
         with os.scandir(path) as it:
             return next(it, None) is not None
     except FileNotFoundError:
         return False
+    except NotADirectoryError:
+        return True
+
+
+def is_file_unit(unit: dict[str, Any]) -> bool:
+    """A bind-mounted file captured on its own (source type file), not a directory."""
+    return (unit.get("source") or {}).get("type") == "file"
 
 
 def users_of(raw: dict[str, Any], kind: str, target: str) -> list[dict[str, Any]]:
@@ -103,10 +112,24 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
                                   state_dir=resolved(state_dir()))
             if why:
                 raise RestoreError(f"refusing to restore {unit['id']} into {target_path or target}: {why}")
-        if os.path.lexists(target) and (os.path.islink(target) or not os.path.isdir(target)):
-            raise RestoreError(f"target path {target} exists and is not a directory: move it away first")
-        plan["exists"] = os.path.isdir(target)
-        plan["nonempty"] = _nonempty(target)
+        plan["file"] = is_file_unit(unit)
+        if plan["file"]:
+            why = restore_refusal(resolved(target), file=True)
+            if why:
+                raise RestoreError(f"refusing to restore {unit['id']} into {target}: {why}")
+            if os.path.islink(target) or (os.path.lexists(target) and not os.path.isfile(target)
+                                          and not (os.path.isdir(target) and not _nonempty(target))):
+                raise RestoreError(f"target path {target} exists and is not a regular file (the snapshot holds a "
+                                   "file there): move it away first")
+            # An empty directory where the file belongs is what the engine makes of a missing bind
+            # source: it is replaced by the file, and counts as empty.
+            plan["exists"] = os.path.isfile(target)
+            plan["nonempty"] = plan["exists"]
+        else:
+            if os.path.lexists(target) and (os.path.islink(target) or not os.path.isdir(target)):
+                raise RestoreError(f"target path {target} exists and is not a directory: move it away first")
+            plan["exists"] = os.path.isdir(target)
+            plan["nonempty"] = _nonempty(target)
         plan["data_dir"] = target
     else:
         volume = next((v for v in raw.get("volumes") or [] if v.get("Name") == target), None)
@@ -168,6 +191,11 @@ def unit_index(repo, unit: dict[str, Any]) -> bytes:
         raise RestoreError(str(exc)) from exc
 
 
+def unit_member(unit: dict[str, Any]) -> str | None:
+    """The name a file unit's file has in its object (./NAME); None for directory units."""
+    return posixpath.basename(unit["source"]["path"]) if is_file_unit(unit) else None
+
+
 def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, allow_devices: bool) -> dict[str, Any]:
     """Extract the unit into the (empty) staging directory and prove it; raises on any doubt."""
     sha = unit["object"]["sha256"]
@@ -180,9 +208,15 @@ def extract_verified(repo, unit: dict[str, Any], staging: str, verify: bool, all
     with repo.open_object(unit["object"]) as reader:
         info = extract(reader, staging, mf.content_sha(unit["object"]), allow_devices=allow_devices,
                        xattrs=unit["object"].get("xattrs", True))
+    member = unit_member(unit)
+    if member is not None:
+        found = sorted(os.listdir(staging))
+        if found != [member]:
+            raise RestoreError(f"the object of file unit {unit['id']} holds {found}, not the one file {member}: "
+                               "it is damaged; restore from another snapshot")
     problems: list[str] = []
     if verify:
-        problems = compare_tree(unit_index(repo, unit), staging, unit.get("excludes") or [])
+        problems = compare_tree(unit_index(repo, unit), staging, unit.get("excludes") or [], member=member)
         if problems:
             raise RestoreError(f"the extracted copy of {unit['id']} differs from the manifest: {'; '.join(problems)}")
     info["verified"] = verify
@@ -251,6 +285,16 @@ class RestoreRun:
     def _swap(self, plan: dict[str, Any], data_dir: str, staging: str) -> str | None:
         """Old content aside (if any), staged tree into place; returns where the old content went."""
         previous = None
+        if plan.get("file"):
+            if os.path.isfile(data_dir):
+                previous = f"{data_dir}.pre-restore-{stamp()}"
+                os.rename(data_dir, previous)
+            elif os.path.isdir(data_dir):
+                os.rmdir(data_dir)  # empty (checked by the plan): what the engine made of a missing file
+            os.rename(os.path.join(staging, posixpath.basename(data_dir)), data_dir)
+            os.rmdir(staging)
+            fsync_dir(os.path.dirname(data_dir))
+            return previous
         if plan["kind"] == "volume" and not plan.get("bind_volume"):
             if _nonempty(data_dir):
                 aside = f"{plan['target']}.pre-restore-{stamp()}"

@@ -68,15 +68,27 @@ def fs_type(path: str) -> str | None:
     return best_type
 
 
+# Trees whose files belong to the system: a file unit is never restored into them (a bind-mounted
+# /etc/passwd is captured, but not put back over the host's own).
+SYSTEM_FILE_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/proc", "/sys",
+                     "/dev", "/run", "/var/lib/docker")
+
+
 def restore_refusal(target: str, *, docker_root: str | None = None, repository: str | None = None,
-                    state_dir: str | None = None) -> str | None:
+                    state_dir: str | None = None, file: bool = False) -> str | None:
     """Why a restore may not replace TARGET (a resolved absolute path), or None.
 
     Refused: the root; a system tree or anything that holds one; anything in a pseudo filesystem
     tree; anything in the engine's data root (restore into a volume instead); the repository,
-    anything holding it or in it; lifeboat's own state and what holds it."""
+    anything holding it or in it; lifeboat's own state and what holds it. FILE: TARGET is a file
+    unit's file, refused in the system's file trees and directly in /etc or /."""
     elsewhere = ("restore into a new directory instead (target_path: /srv/restore/NAME) and copy what you need "
                  "from there")
+    if file:
+        parent = posixpath.dirname(target)
+        if parent in ("/", "/etc") or any(within(target, tree) for tree in SYSTEM_FILE_TREES):
+            return f"{target} is a file of the system, which a restore never replaces; {elsewhere}"
+        return None
     if target == "/":
         return f"{target} is the root of the host's filesystem; {elsewhere}"
     roots = list(SYSTEM_TREES)

@@ -24,6 +24,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._archive import (
     capture,
     has_xattrs,
     walk,
+    walk_file,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
 from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpError, capture_dump
@@ -235,9 +236,16 @@ def unit_source(unit: dict[str, Any], raw: dict[str, Any]) -> tuple[dict[str, An
         path = unit["source"]
         if not os.path.lexists(path):
             raise UnitFailed(f"host path {path} does not exist")
-        if not os.path.isdir(path) or os.path.islink(path):
-            raise UnitFailed(f"host path {path} is not a directory: lifeboat captures directories; "
-                             "capture the directory that holds it")
+        if os.path.islink(path):
+            raise UnitFailed(f"host path {path} is a symbolic link (to {os.readlink(path)}): capture what it "
+                             "points to")
+        if os.path.isfile(path):
+            # A bind-mounted file (a config file, a certificate, an .htpasswd): a file unit. It is
+            # captured as the one member ./NAME of its directory, with owner, mode and xattrs.
+            return {"type": "file", "path": path}, path
+        if not os.path.isdir(path):
+            raise UnitFailed(f"host path {path} is neither a directory nor a regular file (a device or a "
+                             "FIFO): lifeboat captures directories and files")
         return {"type": "path", "path": path}, path
     raise UnitFailed(f"unit {unit['id']} is a {unit['kind']} unit, which this version captures only with "
                      "its data directory: capture that volume or path with strategy stop")
@@ -380,17 +388,33 @@ class SnapshotRun:
         try:
             with quiesce:
                 prev = self.previous_units().get(unit["id"])
+                if source["type"] == "file":  # one file: its walk is one lstat, done first
+                    scan = walk_file(os.path.dirname(where), os.path.basename(where), sink=spool.write,
+                                     probe_xattrs=True)
                 if prev and prev.get("reuse_key") and prev.get("index") \
                         and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
                     # An earlier capture may still hold: the walk's fingerprint decides, before any
                     # file's content is read, whether this one is needed at all.
-                    scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
+                    if scan is None:
+                        scan = walk(where, excludes, sink=spool.write, probe_xattrs=True)
                     reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
                     if prev["reuse_key"] == reuse:
                         reused = prev
                 if reused:
                     bytes_read = 0
                     tar_warnings: list[str] = []
+                elif source["type"] == "file":
+                    writer = self.repo.new_object_writer()
+                    try:
+                        cap = capture(os.path.dirname(where), writer, self.level, tolerate_changes=(strategy == "live"),
+                                      xattrs=scan.xattrs, member=os.path.basename(where))
+                    except BaseException:
+                        writer.abort()
+                        raise
+                    cap["xattrs"] = scan.xattrs
+                    reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
+                    bytes_read = scan.bytes
+                    tar_warnings = cap["tar_warnings"]
                 else:
                     # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
                     scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)

@@ -289,6 +289,13 @@ binds:
       description: Whether the host path exists (V(null) with a remote engine).
       type: bool
       sample: true
+    file_type:
+      description:
+        - V(dir), V(file), V(socket), V(symlink) or V(other); V(null) when it does not exist or the engine is remote.
+        - A bind-mounted regular file (a config file, a certificate) is a unit of its own, captured and restored
+          as one file with its owner, mode and extended attributes.
+      type: str
+      sample: file
     confidential:
       description: Looks like certificates, keys or secrets.
       type: bool

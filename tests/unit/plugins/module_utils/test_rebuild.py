@@ -196,6 +196,43 @@ def test_plan_says_what_is_missing_and_nothing_once_everything_is_there():
     assert plan["changes"] == 0 and plan["missing_environment"] == {}
 
 
+def test_a_bind_source_the_snapshot_does_not_hold_stops_the_rebuild_and_is_reported():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    mounts = [{"type": "bind", "name": None, "source": "/srv/app/config.php", "destination": "/app/config.php",
+               "rw": False},
+              {"type": "bind", "name": None, "source": "/srv/site/uploads", "destination": "/up", "rw": True},
+              {"type": "bind", "name": None, "source": "/var/run/docker.sock", "destination": "/s", "rw": True},
+              {"type": "bind", "name": None, "source": "/etc/localtime", "destination": "/etc/localtime", "rw": False}]
+    man["deployment"]["containers"] = [spec("web", mounts=mounts)]
+    # /srv/site is a captured directory unit: what is below it comes back with it.
+    man["units"].append({"id": "path:/srv/site", "kind": "path", "object": ref("a"), "index": ref("b"),
+                         "source": {"type": "path", "path": "/srv/site"}})
+    have = {"containers": {}, "bind_sources": {m["source"]: False for m in mounts}}
+    plan = rb.plan_rebuild(man, have, {"web": {"SECRET": "x"}})
+    assert plan["bind_sources_missing"] == [{"path": "/srv/app/config.php", "containers": ["web"]}]
+    assert any("/srv/app/config.php" in text and "empty directory" in text for text in plan["left_out"])
+    # Held by the snapshot as a file unit: nothing missing.
+    man["units"].append({"id": "path:/srv/app/config.php", "kind": "path", "object": ref("c"), "index": ref("d"),
+                         "source": {"type": "file", "path": "/srv/app/config.php"}})
+    assert rb.plan_rebuild(man, have, {"web": {"SECRET": "x"}})["bind_sources_missing"] == []
+    # Or present on the new host already.
+    man["units"].pop()
+    have["bind_sources"]["/srv/app/config.php"] = True
+    assert rb.plan_rebuild(man, have, {"web": {"SECRET": "x"}})["bind_sources_missing"] == []
+
+
+def test_the_runbook_puts_a_file_unit_back_as_a_file():
+    man = deployment_manifest()
+    man["units"].append({"id": "path:/srv/app/config.php", "kind": "path", "object": ref("c"), "index": ref("d"),
+                         "files": 1, "bytes": 120, "source": {"type": "file", "path": "/srv/app/config.php"}})
+    text = rb.runbook(man, "/var/backups/lifeboat")
+    block = text[text.index("`/srv/app/config.php`"):]
+    assert "if [ -d /srv/app/config.php ]; then rmdir /srv/app/config.php; fi" in block
+    assert "mkdir -p /srv/app\n" in block and "-C /srv/app\n" in block
+    assert "mkdir -p /srv/app/config.php" not in text
+
+
 def test_plan_refuses_snapshots_without_deployment():
     man = deployment_manifest()
     del man["deployment"]
