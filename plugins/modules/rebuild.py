@@ -128,6 +128,9 @@ plan:
   description:
     - What every step would do on this host (O(step=plan)), each item with an C(action)
       (V(create), V(restore), V(load), V(present) ...).
+    - C(bind_sources_missing) lists the bind sources of the containers to rebuild that are not on this host and
+      that no unit of the snapshot restores; the services step refuses to run while there are any (the engine
+      would mount an empty directory in their place). They are also in C(left_out).
   returned: when step is plan
   type: dict
   sample:
@@ -135,6 +138,8 @@ plan:
     volume_data: [{unit: "volume:app_data", target: app_data, action: restore, bytes: 1024, files: 3}]
     services: [{kind: compose, name: shop, services: [web, worker], action: up}]
     missing_environment: {}
+    bind_sources_missing: [{path: /srv/app/config.php, containers: [web]}]
+    left_out: ["bind source /srv/app/config.php of web: not on this host and not in the snapshot ..."]
 runbook:
   description: The Markdown runbook of this snapshot (O(step=plan)).
   returned: when step is plan
