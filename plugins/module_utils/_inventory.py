@@ -972,11 +972,14 @@ class _Planner:
             detail = checked.get("error") or f"{tools} not found in the container"
             self.finding("no_dump_tool", "warning", dumper,
                          f"{title} runs in {dumper} but it cannot be dumped ({detail}); "
-                         f"{item['id']} is captured by stopping it instead. Install {tools} in the "
-                         "image to back it up without downtime")
+                         f"{item['id']} is captured by stopping it instead (the fallback chosen). "
+                         + ("Fix docker exec into it (see the error) to back it up without downtime"
+                            if checked.get("error") else
+                            f"Install {tools} in the image to back it up without downtime"))
             targets = self.with_dependents([dumper] + [w for w in active_writers if w != dumper])
+            why_not = f"cannot be dumped ({checked['error']})" if checked.get("error") else f"has no dump tool ({tools})"
             unit.update(strategy="stop", engine=db_engine or unit["engine"], containers=targets,
-                        reason=f"{title} in {dumper} has no dump tool ({tools}): stops "
+                        reason=f"{title} in {dumper} {why_not}: stops "
                                + ", ".join(targets) + f" for a consistent file copy{note}")
             return unit
         if strategy == "dump":

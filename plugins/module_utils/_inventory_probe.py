@@ -287,6 +287,13 @@ def probe_dump_tools(client, candidates: dict[str, str], raw: dict[str, Any]) ->
             entry["tool"] = posixpath.basename(text.strip().splitlines()[0].strip())
         elif "executable file not found" in text or "no such file" in text.lower():
             entry["error"] = "the container has no shell (sh) to look for " + "/".join(tools)
+        elif code != 1 or text.strip():
+            # `command -v` answers 1 and says nothing when the tool is missing: anything else is
+            # docker exec itself failing (e.g. the runtime's "executing setns process" when the
+            # engine runs in a container without CAP_SYS_PTRACE), not a missing tool.
+            said = " ".join(text.split())[:300] or "no output"
+            entry["error"] = (f"docker exec into the container failed (exit {code}: {said}), so whether it has "
+                              f"{'/'.join(tools)} is not known")
     return result
 
 

@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-TOOLS = ["tar", "zstd", "age", "setfacl", "getfattr", "sqlite3"]
+# The data path, faithful captures, SQLite, and the clients of the sftp:// and rclone:// stores.
+TOOLS = ["tar", "zstd", "age", "setfacl", "getfattr", "sqlite3", "ssh", "rclone"]
 
 
 def test_docker_service_running_and_enabled(host):

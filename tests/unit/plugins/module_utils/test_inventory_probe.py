@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import (
+    probe_dump_tools,
     scan_all,
     scan_path,
     volume_data_path,
@@ -106,3 +107,46 @@ def test_volume_data_path_of_local_bind_volume():
     assert volume_data_path({"Driver": "local", "Mountpoint": "/m",
                              "Options": {"type": "none", "o": "bind", "device": "/srv/x"}}) == "/srv/x"
     assert volume_data_path({"Driver": "local", "Mountpoint": "/m", "Options": None}) == "/m"
+
+
+# -- telling "no dump tool" from "docker exec failed" -----------------------------------------------
+# A double of the engine's exec API: the failure it replays ("executing setns process", what runc
+# says in a nested engine without CAP_SYS_PTRACE, see ../shared/ENGINE.md) cannot be made to
+# happen on the test host itself, where every exec works. The integration tests exec for real.
+class _ExecApi:
+    def __init__(self, output: bytes, code: int) -> None:
+        self.output, self.code = output, code
+
+    def exec_create(self, *_args, **_kwargs):
+        return {"Id": "e"}
+
+    def exec_start(self, _exec_id):
+        return self.output
+
+    def exec_inspect(self, _exec_id):
+        return {"ExitCode": self.code}
+
+
+class _Client:
+    def __init__(self, output: bytes, code: int) -> None:
+        self.api = _ExecApi(output, code)
+
+
+RAW = {"containers": [{"Name": "/db", "Id": "c" * 64}]}
+SETNS = (b"OCI runtime exec failed: exec failed: container_linux.go:380: starting container process caused: "
+         b"process_linux.go:130: executing setns process caused: exit status 1: unknown\r\n")
+
+
+@pytest.mark.parametrize("output, code, tool, error", [
+    (b"/usr/bin/mariadb-dump\n", 0, "mariadb-dump", None),
+    (b"", 1, None, None),  # command -v found nothing: the tool is missing
+    (SETNS, 126, None, "docker exec into the container failed (exit 126: OCI runtime exec failed"),
+    (b'OCI runtime exec failed: exec: "sh": executable file not found in $PATH', 127, None, "no shell"),
+])
+def test_a_missing_dump_tool_is_told_apart_from_a_failed_exec(output, code, tool, error):
+    found = probe_dump_tools(_Client(output, code), {"db": "mariadb"}, RAW)["db"]
+    assert found["tool"] == tool
+    if error is None:
+        assert found["error"] is None
+    else:
+        assert error in found["error"]
