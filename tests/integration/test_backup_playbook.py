@@ -137,6 +137,13 @@ def test_failed_unit_fails_the_play_after_the_others_and_reports(engine, tmp_pat
         assert report["complete"] is False and report["failed_units"][0]["id"] == "volume:workdata"
         assert report["units"]["volume:appdata"]["strategy"] == "stop"
         assert any("volume:workdata" in p for p in report["problems"])
+        assert f"Every other unit was captured (snapshot {report['snapshot_id']})" in out
+
+        # Only the failing unit asked for: nothing was captured, and the message says so.
+        only = _backup(engine, tmp_path, "-e", '{"backup_units": ["volume:workdata"]}')
+        assert only.returncode != 0, only.stdout[-3000:]
+        assert "No unit was captured and no snapshot was written" in only.stdout, only.stdout[-3000:]
+        assert "Every other unit" not in only.stdout
 
         # Fixed: the third run is complete, and keep_last 1 forgets the two earlier snapshots.
         worker.remove(force=True)
@@ -203,8 +210,30 @@ def test_restore_shows_the_plan_then_restores_with_confirm(engine, tmp_path):
 
         missing = _playbook("playbooks/restore.yml", engine, tmp_path, {"restore_snapshot": "2000-01-01"})
         assert missing.returncode != 0 and "matching restore_snapshot=2000-01-01" in missing.stdout
+
+        # A unit that fails (its object damaged in the repository after the backup) fails the
+        # play, after the other unit was restored; a second run fails again.
+        client.volumes.create("shopcache")
+        cache = _writer(client, "shopcache", "shopcache")
+        assert _backup(engine, tmp_path).returncode == 0
+        latest = run_module("snapshot_info", repository=str(tmp_path / "repo"))["latest"]
+        manifest = json.loads((tmp_path / "repo" / "snapshots" / f"{latest}.json").read_text())
+        sha = next(u for u in manifest["units"] if u["id"] == "volume:shopcache")["object"]["sha256"]
+        damaged = tmp_path / "repo" / "objects" / sha[:2] / sha
+        damaged.write_bytes(damaged.read_bytes()[:-8] + b"damaged!")
+        shop.exec_run(["sh", "-c", "echo damaged again > /data/shopapp"])
+        for _run in range(2):
+            done = _playbook("playbooks/restore.yml", engine, tmp_path,
+                             {"restore_units": ["volume:shop", "volume:shopcache"], "restore_confirm": True})
+            assert done.returncode != 0, done.stdout[-3000:]
+            assert "The restore of localhost is not complete: volume:shopcache: " in done.stdout, done.stdout[-3000:]
+            assert "damaged" in done.stdout
+            assert _volume_files(client, "shop") == "shopapp\n"  # the other unit was restored
+            for container in (shop, cache):
+                container.reload()
+                assert container.status == "running", container.name
     finally:
-        _remove(client, "shopapp")
+        _remove(client, "shopapp", "shopcache")
         for volume in client.volumes.list():
             if volume.name.startswith("shop"):
                 volume.remove(force=True)
