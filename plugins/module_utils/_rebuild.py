@@ -407,15 +407,40 @@ def _q(text: str) -> str:
     return shlex.quote(str(text))
 
 
+_SFTP_RE = re.compile(r"^sftp://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)?$")
+
+
 def _fetch_lines(repository: str) -> list[str]:
     if repository.startswith("/") or repository.startswith("file://"):
         return [f"REPO={_q(repository.replace('file://', '', 1))}   # the repository (a local copy)"]
-    if repository.startswith("sftp://"):
-        return ["# copy the repository to this host first (it is plain files):",
-                f"#   rclone copy :sftp:... or: scp -r {repository[len('sftp://'):]} /var/backups/lifeboat",
+    match = _SFTP_RE.match(repository)
+    if match:
+        # scp needs HOST:PATH, the key that may read the repository and the server's host key
+        # (checked, never accepted blindly): the same files the sftp:// store uses.
+        who = f"{match.group('user')}@" if match.group("user") else ""
+        port = f" -P {match.group('port')}" if match.group("port") else ""
+        path = match.group("path") or "/"
+        return ["SSH_KEY=/root/.ssh/lifeboat_repository   # the private key that may read the repository (chmod 600)",
+                "KNOWN_HOSTS=/root/.ssh/known_hosts        # holds the repository server's host key",
+                "# the repository is plain files: copy it here",
+                "mkdir -p /var/backups && rm -rf /var/backups/lifeboat",
+                f"scp -r -q{port} -i \"$SSH_KEY\" -o BatchMode=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\" "
+                f"-o StrictHostKeyChecking=yes {_q(who + match.group('host') + ':' + path)} /var/backups/lifeboat",
                 "REPO=/var/backups/lifeboat"]
     return [f"# copy the repository ({repository}) to this host first, e.g. with rclone or aws s3 sync",
             "REPO=/var/backups/lifeboat"]
+
+
+def _env_lines(spec: dict[str, Any], dep: dict[str, Any]) -> list[str]:
+    """Shell lines that set the environment values a container's `docker run -e NAME="$NAME"`
+    needs: from the encrypted snapshot (lifeboat_env, defined in step 0), else a check that the
+    person set them from the password store (the run stops, naming the first one missing)."""
+    names = sorted(spec.get("env_set") or [])
+    if not names:
+        return []
+    if dep.get("environment"):
+        return [f"eval \"$(lifeboat_env {_q(spec['name'])})\"   # its environment values, from the snapshot"]
+    return [f": \"${{{n}:?set {n} for {spec['name']} from your password store}}\"" for n in names]
 
 
 def _obj(ref: dict[str, Any]) -> str:
@@ -449,6 +474,13 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
     lines += ["", "```sh"] + _fetch_lines(repository)
     if encrypted:
         lines.append("KEY=/root/lifeboat.key   # chmod 600")
+    if dep.get("environment"):
+        # The values themselves never appear here: a command prints them from the encrypted object.
+        lines += ["lifeboat_env() {   # export lines of the environment values the snapshot holds for container $1",
+                  f"  {_read(dep['environment'])} | python3 -c 'import json, shlex, sys; "
+                  "[print(\"export %s=%s\" % (k, shlex.quote(v))) "
+                  "for k, v in sorted(json.load(sys.stdin).get(sys.argv[1], {}).items())]' \"$1\"",
+                  "}"]
     lines += ["```", ""]
     lines += ["## 1. Engine and tools", "", "```sh", "apt-get update",
               "apt-get install -y docker.io tar zstd age acl attr python3",
@@ -526,7 +558,9 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
         spec = containers.get(name)
         lines += [f"`{name}` ({unit.get('engine')}):", "", "```sh"]
         if spec:
+            lines += _env_lines(spec, dep)
             lines.append(docker_run_line(spec))
+        lines += _wait_lines(name, unit.get("engine"))
         lines += [f"{_read(unit['object'])} | zstd -d | docker exec -i {_q(name)} {_restore_hint(unit.get('engine'))}",
                   "```", ""]
         counts = unit.get("row_counts") or {}
@@ -553,18 +587,37 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
             lines += ["```", ""]
         else:
             spec = containers[step["name"]]
-            lines += [f"`{spec['name']}`:", "", "```sh", docker_run_line(spec), "```", ""]
+            lines += [f"`{spec['name']}`:", "", "```sh", *_env_lines(spec, dep), docker_run_line(spec), "```", ""]
     lines += ["## 8. Check", "", "```sh", "docker ps -a --format 'table {{.Names}}\\t{{.Status}}'", "```", "",
               "Every container above must be `Up` (`healthy` where it has a healthcheck); the row counts of "
               "step 6 must match (`SELECT count(*) FROM TABLE`).", ""]
     return "\n".join(lines)
 
 
+# The root password as the official images take it, from the container's own environment: given
+# to the client in MYSQL_PWD (not -p, which would read the dump's first line as the password).
+_MY_PWD = 'MYSQL_PWD="${MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}"'
+
+
 def _restore_hint(engine: str | None) -> str:
-    hints = {"postgres": "psql -U \"$POSTGRES_USER\" -d postgres",
-             "mariadb": "mariadb -u root -p", "mysql": "mysql -u root -p",
+    hints = {"postgres": "sh -c 'exec psql -q -U \"${POSTGRES_USER:-postgres}\" -d postgres'",
+             "mariadb": f"sh -c '{_MY_PWD} exec mariadb -u root'",
+             "mysql": f"sh -c '{_MY_PWD} exec mysql -u root'",
              "mongodb": "mongorestore --archive --drop"}
     return hints.get(engine or "", "sh -c 'cat > /data/dump.rdb'   # Redis: with the server stopped")
+
+
+def _wait_lines(name: str, engine: str | None) -> list[str]:
+    """Wait (up to two minutes) until the database server accepts connections."""
+    probes = {"postgres": "pg_isready -q",
+              "mariadb": f"sh -c '{_MY_PWD} exec mariadb-admin -u root --silent ping'",
+              "mysql": f"sh -c '{_MY_PWD} exec mysqladmin -u root --silent ping'"}
+    probe = probes.get(engine or "")
+    if not probe:
+        return []
+    return [f"for i in $(seq 120); do docker exec {_q(name)} {probe} >/dev/null 2>&1 && break; sleep 1; done"
+            f"   # until it accepts connections",
+            f"docker exec {_q(name)} {probe}"]
 
 
 def docker_run_line(spec: dict[str, Any]) -> str:

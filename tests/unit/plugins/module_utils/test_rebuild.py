@@ -233,6 +233,25 @@ def test_the_runbook_puts_a_file_unit_back_as_a_file():
     assert "mkdir -p /srv/app/config.php" not in text
 
 
+def test_the_runbook_restores_databases_without_prompts_once_they_accept_connections():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    man["deployment"]["environment"] = None  # not encrypted: no values stored
+    man["deployment"]["containers"].append(spec("db", image="mariadb:11"))
+    man["units"].append({"id": "db:db", "kind": "database", "engine": "mariadb", "object": ref("9"),
+                         "source": {"type": "database", "container": "db", "engine": "mariadb"}})
+    text = rb.runbook(man, "sftp://backup@vault:2222/srv/lifeboat")
+    assert "-P 2222" in text and "backup@vault:/srv/lifeboat" in text
+    block = text[text.index("`db` (mariadb)"):text.index("## 7. Services")]
+    assert "mariadb -u root -p" not in block
+    wait = block.index("mariadb-admin -u root --silent ping")
+    restore = block.index("MYSQL_PWD=\"${MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}\" exec mariadb -u root'")
+    assert block.index("docker run") < wait < restore
+    # Not encrypted: the values come from the password store, and the run stops on a missing one.
+    assert ': "${SECRET:?set SECRET for db from your password store}"' in block
+    assert "lifeboat_env" not in text
+
+
 def test_plan_refuses_snapshots_without_deployment():
     man = deployment_manifest()
     del man["deployment"]
@@ -249,8 +268,14 @@ def test_runbook_is_a_procedure_without_secrets():
     text = rb.runbook(man, "sftp://backup@vault/srv/lifeboat")
     assert "docker network create --driver bridge --subnet 10.9.0.0/24 --internal app_net" in text
     assert f"cat $REPO/objects/ee/{'e' * 64} | zstd -d | docker load" in text
-    assert "age -d -i \"$KEY\" $REPO/objects/ff/" not in text
+    # The environment values: never in the runbook, printed by a command from the encrypted
+    # object (issue 20), once, in the function step 0 defines; each container's run uses it.
+    assert text.count("age -d -i \"$KEY\" $REPO/objects/ff/") == 1 and "lifeboat_env() {" in text
+    assert "eval \"$(lifeboat_env web)\"" in text
     assert "-e SECRET=\"$SECRET\"" in text and "hunter2" not in text
+    # The repository is fetched with scp HOST:PATH, a key and a checked host key, without prompts.
+    assert ("scp -r -q -i \"$SSH_KEY\" -o BatchMode=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\" "
+            "-o StrictHostKeyChecking=yes backup@vault:/srv/lifeboat /var/backups/lifeboat") in text
     assert "docker network connect backend web" in text
     assert text.index("## 4. Volume data") < text.index("## 7. Services")
     lines = rb.plan_lines(rb.plan_rebuild(man, {"containers": {}}, {}))
