@@ -91,8 +91,8 @@ class Journal:
             _write_atomic(self.path, self.doc)
 
     def stage(self, path: str) -> None:
-        """A staging directory (STAGING_PREFIX...) about to be made: removed by repair() if this
-        process dies before it is renamed into place or removed."""
+        """A staging directory or file (named STAGING_PREFIX...) about to be made: removed by
+        repair() if this process dies before it is renamed into place or removed."""
         with self._lock:
             self.doc["staging"].append(path)
             _write_atomic(self.path, self.doc)
@@ -153,7 +153,10 @@ def _remove_staging(path: str) -> str:
         return "left alone (not a lifeboat staging directory)"
     if not os.path.lexists(path):
         return "gone"
-    shutil.rmtree(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)  # a staged file (a Redis RDB waiting to be put in place)
     return "removed"
 
 

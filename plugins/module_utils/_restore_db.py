@@ -149,7 +149,10 @@ class DbRestoreRun:
             raise DbRestoreError(f"container {target} is not running: start it, a dump is restored into a running "
                                  "server")
         existing = existing_content(self.client, target, attrs, engine)
-        return {"engine": engine, "target": target, "attrs": attrs, "existing": existing}
+        plan = {"engine": engine, "target": target, "attrs": attrs, "existing": existing}
+        if engine == "redis":
+            plan["method"] = redis_method(redis_settings(self.client, target, attrs), target)
+        return plan
 
     def run(self, manifest: dict[str, Any], unit: dict[str, Any], plan: dict[str, Any], force: bool,
             verify: bool, level: int = 3) -> dict[str, Any]:
@@ -189,6 +192,7 @@ class DbRestoreRun:
         expected = unit.get("row_counts") or {}
         result["row_counts"] = expected
         if verify and expected:
+            target = result.get("target") or target  # a swarm task is a new container now
             actual = count_rows(self.client, target, attrs, engine, expected)
             filled = extension_tables(self.client, target, attrs, sorted(expected)) if engine == "postgres" else None
             problems = compare_counts(expected, actual, filled)
@@ -224,49 +228,230 @@ class DbRestoreRun:
         return sid
 
     def _restore_redis(self, unit: dict[str, Any], target: str, attrs: dict[str, Any]) -> dict[str, Any]:
-        """Place the RDB with the server stopped, then start it."""
-        conf = _run(self.client, target, _redis(attrs, "CONFIG", "GET", "*"), "reading the Redis configuration")
-        lines = conf.splitlines()
-        settings = dict(zip(lines[0::2], lines[1::2]))
-        if settings.get("appendonly") == "yes":
-            raise DbRestoreError(f"Redis in {target} uses appendonly (AOF), which would override a restored RDB at "
-                                 "start: set appendonly no for the restore, then enable it again (BGREWRITEAOF)")
+        """Place the RDB with the server stopped (and its AOF rebuilt from it), then start it."""
+        outcome = RedisPlacement(self.client, self.repo, self.stop_timeout).run(
+            unit, target, attrs, f"restore {unit['id']} into {target}")
+        return {k: outcome[k] for k in ("downtime", "keyspace", "target", "method")}
+
+
+# -- Redis: the RDB placed while the server is stopped ----------------------------------------------
+REDIS_AOF_WAIT = 300  # seconds a temporary server may take to load the RDB and write the AOF
+
+
+def redis_settings(client, target: str, attrs: dict[str, Any]) -> dict[str, str]:
+    """The running server's configuration (CONFIG GET *)."""
+    lines = _run(client, target, _redis(attrs, "CONFIG", "GET", "*"), "reading the Redis configuration").splitlines()
+    return dict(zip(lines[0::2], lines[1::2]))
+
+
+def redis_method(settings: dict[str, str], name: str) -> str:
+    """How a Redis restore goes, said before it happens (check mode)."""
+    if settings.get("appendonly") == "yes":
+        return (f"the RDB is placed while {name} is stopped (a swarm service: scaled to 0) and its appendonly file "
+                "is rebuilt from it by a temporary server of the same image, so that the server loads the restored "
+                "data at start; the old appendonly file is kept until that worked")
+    return f"the RDB is placed while {name} is stopped (a swarm service: scaled to 0); the server loads it at start"
+
+
+def current_container(client, target: str, attrs: dict[str, Any], timeout: float = 120) -> str:
+    """The container that runs TARGET's server now: TARGET itself, or, for a swarm task (which
+    the quiesce replaced by scaling its service to 0 and back), the service's running task."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    service = labels.get("com.docker.swarm.service.id")
+    if not service:
+        return target
+    deadline = time.monotonic() + timeout
+    while True:
+        running = sorted(c.name for c in client.containers.list(filters={"label": f"com.docker.swarm.service.id={service}"}))
+        if running:
+            return running[0]
+        if time.monotonic() > deadline:
+            raise DbRestoreError(f"no task of the swarm service of {target} runs again after the restore: see "
+                                 f"docker service ps {labels.get('com.docker.swarm.service.name', service)}")
+        time.sleep(0.5)
+
+
+class RedisPlacement:
+    """A Redis restore: the RDB from the repository becomes the server's data.
+
+    The RDB is staged in the data directory (journalled: a killed run's file is removed), the
+    server stopped (a swarm task: its service scaled to 0), the RDB renamed into place and the
+    server started; Redis loads it at start. With appendonly on, Redis loads its appendonly file
+    instead, whatever the RDB holds: then, while the server is stopped, a temporary server of
+    the same image on the same mounts (no network) loads the RDB with appendonly off, turns
+    appendonly on (which writes a new appendonly file from the data) and shuts down; the old
+    appendonly file is put aside first and back if anything fails. The server's own command line
+    and configuration are never changed. Used by snapshot_restore and swarm_rebuild."""
+
+    def __init__(self, client, repo, stop_timeout: int = 30) -> None:
+        self.client = client
+        self.repo = repo
+        self.stop_timeout = stop_timeout
+
+    def run(self, unit: dict[str, Any], target: str, attrs: dict[str, Any], what: str) -> dict[str, Any]:
+        from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import STAGING_PREFIX
+
+        started = time.monotonic()
+        settings = redis_settings(self.client, target, attrs)
         data_dir, filename = settings.get("dir") or "/data", settings.get("dbfilename") or "dump.rdb"
-        host_dir = None
-        for mount in attrs.get("Mounts") or []:
-            if mount.get("Destination") == data_dir:
-                host_dir = mount.get("Source")
+        host_dir = next((m.get("Source") for m in attrs.get("Mounts") or [] if m.get("Destination") == data_dir), None)
         if not host_dir or not os.path.isdir(host_dir):
             raise DbRestoreError(f"Redis in {target} keeps its data in {data_dir}, which is not a volume or bind "
                                  "mount lifeboat can reach: mount a volume there")
-        st = os.stat(host_dir)
+        aof = settings.get("appendonly") == "yes"
+        owner = os.stat(host_dir)
         final = os.path.join(host_dir, filename)
-        tmp = os.path.join(host_dir, f".{filename}.lifeboat-restore")
-        with open(tmp, "wb") as fh:
-            for chunk in object_chunks(self.repo, unit["object"]):
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chown(tmp, st.st_uid, st.st_gid)
-        os.chmod(tmp, 0o600)
-        journal = Journal(f"restore {unit['id']} into {target}")
+        staged = os.path.join(host_dir, f"{STAGING_PREFIX}{os.getpid()}-{filename}")
+        journal = Journal(what)
         try:
+            journal.stage(staged)
+            with open(staged, "wb") as fh:
+                for chunk in object_chunks(self.repo, unit["object"]):
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chown(staged, owner.st_uid, owner.st_gid)
+            os.chmod(staged, 0o600)
             with Quiesced(self.client, [target], journal, "stop", self.stop_timeout) as quiesce:
                 # SHUTDOWN (what docker stop sends) makes Redis save first: place the RDB after.
-                os.replace(tmp, final)
-                fsync_dir(host_dir)
+                aside = self._aof_aside(host_dir, settings) if aof else []
+                try:
+                    os.replace(staged, final)
+                    fsync_dir(host_dir)
+                    journal.unstage(staged)
+                    if aof:
+                        self._rewrite_aof(attrs, settings, host_dir, owner)
+                except BaseException:
+                    self._aof_back(host_dir, settings, aside)
+                    raise
+                for path in aside:
+                    _remove(path)
         finally:
+            if os.path.exists(staged):
+                os.unlink(staged)
+                journal.unstage(staged)
             journal.close()
         if quiesce.start_failures:
             raise DbRestoreError(f"the RDB is in place but {target} did not start again: "
                                  f"{quiesce.start_failures[0]['error']}")
+        now = current_container(self.client, target, attrs)
         deadline = time.monotonic() + 60
         while True:
-            ping = exec_capture(self.client, target, _redis(attrs, "PING"), timeout=10)
+            try:
+                ping = exec_capture(self.client, now, _redis(attrs, "PING"), timeout=10)
+            except Exception as exc:  # pylint: disable=broad-except
+                ping = {"output": str(exc)}  # a task container that is still starting
             if ping["output"].strip() == "PONG":
                 break
             if time.monotonic() > deadline:
-                raise DbRestoreError(f"Redis in {target} did not answer after the restore: {ping['output'][-300:]}")
+                raise DbRestoreError(f"Redis in {now} did not answer after the restore: {ping['output'][-300:]}")
             time.sleep(0.5)
-        keyspace = _run(self.client, target, _redis(attrs, "INFO", "keyspace"), "reading the keyspace")
-        return {"downtime": dict(quiesce.downtime), "keyspace": [l for l in keyspace.splitlines() if l.startswith("db")]}
+        keyspace = _run(self.client, now, _redis(attrs, "INFO", "keyspace"), "reading the keyspace")
+        return {"target": now, "downtime": dict(quiesce.downtime), "method": redis_method(settings, target),
+                "keyspace": [line for line in keyspace.splitlines() if line.startswith("db")],
+                "seconds": round(time.monotonic() - started, 3)}
+
+    @staticmethod
+    def _aof_paths(host_dir: str, settings: dict[str, str]) -> list[str]:
+        """Where the appendonly data lives: the directory (Redis 7) and/or the file (Redis 6)."""
+        names = [settings.get("appenddirname"), settings.get("appendfilename") or "appendonly.aof"]
+        return [os.path.join(host_dir, n) for n in names if n and "/" not in n]
+
+    def _aof_aside(self, host_dir: str, settings: dict[str, str]) -> list[str]:
+        aside = []
+        for path in self._aof_paths(host_dir, settings):
+            if os.path.lexists(path):
+                os.rename(path, f"{path}.lifeboat-aside")
+                aside.append(f"{path}.lifeboat-aside")
+        fsync_dir(host_dir)
+        return aside
+
+    def _aof_back(self, host_dir: str, settings: dict[str, str], aside: list[str]) -> None:
+        for path in aside:
+            original = path[:-len(".lifeboat-aside")]
+            _remove(original)  # what a failed rewrite left
+            os.rename(path, original)
+        fsync_dir(host_dir)
+
+    def _rewrite_aof(self, attrs: dict[str, Any], settings: dict[str, str], host_dir: str, owner) -> None:
+        """A temporary server of the same image, on the same mounts, with no network: loads the RDB
+        (appendonly off), writes the appendonly file from it (CONFIG SET appendonly yes), shuts down."""
+        from docker.errors import DockerException  # type: ignore[import-not-found]
+
+        config = attrs.get("Config") or {}
+        volumes = {}
+        for mount in attrs.get("Mounts") or []:
+            source = mount.get("Name") if mount.get("Type") == "volume" else mount.get("Source")
+            if source and mount.get("Type") in ("volume", "bind"):
+                volumes[source] = {"bind": mount["Destination"], "mode": "rw" if mount.get("RW") else "ro"}
+        args = ["--dir", settings.get("dir") or "/data", "--dbfilename", settings.get("dbfilename") or "dump.rdb",
+                "--appendonly", "no", "--save", "", "--bind", "127.0.0.1", "--port", "6379"]
+        for key in ("appenddirname", "appendfilename"):
+            if settings.get(key):
+                args += [f"--{key}", settings[key]]
+        helper = self.client.containers.run(
+            attrs.get("Image") or config.get("Image"), args, entrypoint=["redis-server"], detach=True,
+            network_mode="none", volumes=volumes, user=config.get("User") or "",
+            labels={"lifeboat.helper": "redis-aof-rewrite"})
+        plain = Spec(["redis-cli", "-h", "127.0.0.1", "-p", "6379"])
+
+        def cli(*words: str) -> str:
+            return _run(self.client, helper.id, Spec(plain.argv + list(words)), f"redis-cli {' '.join(words)}")
+
+        try:
+            deadline = time.monotonic() + REDIS_AOF_WAIT
+            while True:  # answers PONG once the RDB is loaded
+                try:
+                    if cli("PING").strip() == "PONG":
+                        break
+                except (DbRestoreError, DockerException):
+                    pass
+                helper.reload()
+                if helper.status != "running" or time.monotonic() > deadline:
+                    raise DbRestoreError("the temporary Redis server that rebuilds the appendonly file did not start: "
+                                         f"{helper.logs(tail=20).decode('utf-8', 'replace')[-600:]}")
+                time.sleep(0.2)
+            cli("CONFIG", "SET", "appendonly", "yes")
+            while True:
+                info = dict(line.split(":", 1) for line in cli("INFO", "persistence").splitlines() if ":" in line)
+                if info.get("aof_enabled") == "1" and info.get("aof_rewrite_in_progress") == "0" \
+                        and info.get("aof_rewrite_scheduled") == "0":
+                    if info.get("aof_last_bgrewrite_status", "ok") != "ok":
+                        raise DbRestoreError("the temporary Redis server could not write the appendonly file: "
+                                             f"{helper.logs(tail=20).decode('utf-8', 'replace')[-600:]}")
+                    break
+                if time.monotonic() > deadline:
+                    raise DbRestoreError(f"the appendonly file was not written within {REDIS_AOF_WAIT} s")
+                time.sleep(0.2)
+            try:
+                cli("SHUTDOWN", "NOSAVE")
+            except DbRestoreError:
+                pass  # the connection closes as the server exits
+            helper.wait(timeout=60)
+        finally:
+            try:
+                helper.remove(force=True)
+            except DockerException:
+                pass
+        # The files belong to the server's user, as the data directory does.
+        written = [os.path.join(host_dir, settings.get("dbfilename") or "dump.rdb")]
+        for path in self._aof_paths(host_dir, settings):
+            if os.path.isdir(path):
+                written.append(path)
+                for root, dirs, files in os.walk(path):
+                    written += [os.path.join(root, n) for n in dirs + files]
+            elif os.path.lexists(path):
+                written.append(path)
+        for path in written:
+            if os.path.lexists(path):
+                os.lchown(path, owner.st_uid, owner.st_gid)
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+

@@ -12,7 +12,7 @@ defaults into it); (3) the compose files, stored with the snapshot or rebuilt fr
 service specs, go to `docker stack deploy`; (4) every service runs its replicas; (5) the dumps of
 the databases that ran as the stack's tasks are restored into the tasks that run now (PostgreSQL
 and the other SQL engines through their client, Redis by placing its RDB with the service scaled
-to 0 and back).
+to 0 and back, its appendonly file rebuilt from it when appendonly is on: _restore_db.RedisPlacement).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _swarm as sw
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
-from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture, object_chunks
+from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, local_root, plan_restore
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreRun
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun, RedisPlacement
 
 SOURCES = ("auto", "compose", "specs")
 # Asked in a task until it answers over TCP on 127.0.0.1: the official images' entry points first run
@@ -179,65 +177,18 @@ class SwarmRebuild:
         except sw.SwarmError as exc:
             raise RebuildError(f"{exc}: see docker service logs {service}") from exc
 
-    def _redis(self, target: str, *args: str) -> str:
-        env = {}
-        for item in (self.client.api.inspect_container(target).get("Config") or {}).get("Env") or []:
-            key, _sep, value = item.partition("=")
-            if key == "REDIS_PASSWORD" and value:
-                env["REDISCLI_AUTH"] = value
-        run = exec_capture(self.client, target, Spec(["redis-cli", *args], env), timeout=60)
-        if run["exit_code"] != 0:
-            raise RebuildError(f"redis-cli {' '.join(args)} in {target} failed: {run['output'][-500:]}")
-        return run["output"]
-
     def restore_redis(self, unit: dict[str, Any], service: str, target: str) -> dict[str, Any]:
-        """Place the RDB in the service's data volume while the service is scaled to 0, then scale it
-        back: the new task loads it at start. (Stopping a task would only make swarm replace it.)"""
-        started = time.monotonic()
-        lines = self._redis(target, "CONFIG", "GET", "*").splitlines()
-        settings = dict(zip(lines[0::2], lines[1::2]))
-        if settings.get("appendonly") == "yes":
-            raise RebuildError(f"Redis of service {service} uses appendonly (AOF), which would override the restored "
-                               "RDB at start: deploy it with appendonly no for the restore")
-        data_dir = settings.get("dir") or "/data"
-        mounts = self.client.api.inspect_container(target).get("Mounts") or []
-        host_dir = next((m.get("Source") for m in mounts if m.get("Destination") == data_dir), None)
-        if not host_dir or not os.path.isdir(host_dir):
-            raise RebuildError(f"Redis of service {service} keeps its data in {data_dir}, which is no volume on this "
-                               "node: mount a volume there")
-        final = os.path.join(host_dir, settings.get("dbfilename") or "dump.rdb")
-        staged = f"{final}.lifeboat-{os.getpid()}"
-        owner = os.stat(host_dir)
-        with open(staged, "wb") as out:
-            for chunk in object_chunks(self.repo, unit["object"]):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chown(staged, owner.st_uid, owner.st_gid)
-        os.chmod(staged, 0o600)
-        journal = Journal(f"rebuild: restore {unit['id']} into service {service}")
+        """Place the RDB in the service's data volume while the service is scaled to 0 (its
+        appendonly file rebuilt from it when appendonly is on), then scale it back: the new task
+        loads it at start. (Stopping a task would only make swarm replace it.)"""
+        attrs = self.client.api.inspect_container(target)
         try:
-            with Quiesced(self.client, [target], journal, "stop", self.stop_timeout) as quiesce:
-                os.replace(staged, final)  # after the old task saved on its way out
-                fsync_dir(host_dir)
-        finally:
-            journal.close()
-            if os.path.exists(staged):
-                os.unlink(staged)
-        if quiesce.start_failures:
-            raise RebuildError(f"the RDB is in place but service {service} did not come back: "
-                               f"{quiesce.start_failures[0]['error']}")
-        now = sw.task_container(self.client, service)
-        sw.wait_until(f"Redis of service {service} answering", lambda: self._ping(now), 60)
-        keyspace = [line for line in self._redis(now, "INFO", "keyspace").splitlines() if line.startswith("db")]
-        return {"target": now, "previous": None, "keyspace": keyspace, "downtime": dict(quiesce.downtime),
-                "seconds": round(time.monotonic() - started, 3)}
-
-    def _ping(self, target: str) -> bool:
-        try:
-            return self._redis(target, "PING").strip() == "PONG"
-        except RebuildError:
-            return False
+            outcome = RedisPlacement(self.client, self.repo, self.stop_timeout).run(
+                unit, target, attrs, f"rebuild: restore {unit['id']} into service {service}")
+        except DbRestoreError as exc:
+            raise RebuildError(f"Redis of service {service}: {exc}") from exc
+        return {"target": outcome["target"], "previous": None, "keyspace": outcome["keyspace"],
+                "downtime": outcome["downtime"], "method": outcome["method"], "seconds": outcome["seconds"]}
 
     # -- one stack -------------------------------------------------------------------------------
     def rebuild(self, manifest: dict[str, Any], stack: dict[str, Any], source: str,

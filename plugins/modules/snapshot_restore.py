@@ -27,9 +27,12 @@ description:
     content is first dumped into the repository as a snapshot tagged V(pre-restore) (reported in
     RV(previous)), then replaced. PostgreSQL dumps are replayed with C(psql), MariaDB/MySQL with
     C(mariadb)/C(mysql), MongoDB with C(mongorestore --archive --drop); a Redis RDB is placed in
-    the server's data directory while the server is stopped, then the server is started (not
-    with C(appendonly yes)). Afterwards every table's row count is compared with the count read
-    from the dump at dump time."
+    the server's data directory while the server is stopped (a swarm task: its service scaled to
+    0), then the server is started. With C(appendonly yes) the appendonly file is rebuilt from the
+    RDB first, by a temporary server of the same image on the same mounts (no network), so that
+    the server loads the restored data at start; its command line and configuration are not
+    changed; RV(plan) says which in check mode. Afterwards every table's row count is compared
+    with the count read from the dump at dump time."
   - The unit and the containers it stops are locked against other lifeboat runs (see
     M(lifeboat.docker.snapshot)); a run holding them longer than O(lock_timeout) is named in the error.
 author:
@@ -284,6 +287,8 @@ def restore_database(module, client, repo, raw, manifest, unit, result):
                                  "force: true to replace them (their content is dumped first)", **result)
         result["plan"] = {"target": plan["target"], "target_type": "container", "engine": plan["engine"],
                           "existing": plan["existing"], "needs_force": bool(plan["existing"])}
+        if plan.get("method"):
+            result["plan"]["method"] = plan["method"]
         result["changed"] = True
         module.exit_json(**result)
     names = [f"unit:{unit['id']}", f"container:{plan['target']}"]

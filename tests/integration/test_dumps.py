@@ -720,3 +720,46 @@ def test_restore_into_non_empty_server_needs_force_and_keeps_old_content(lab):
     assert databases(dst) == {old_db}
     assert psql(lab, dst, old_db, "SELECT count(*), sum(id) FROM marker") == f"77|{77 * 78 // 2}"
     lab.assert_no_secret(src_pw, dst_pw)
+
+
+AOF_REDIS = ["redis-server", "--dir", "/data", "--protected-mode", "no", "--bind", "0.0.0.0", "--appendonly", "yes"]
+
+
+def test_redis_with_appendonly_is_restored_and_keeps_the_restored_data_after_a_restart(lab):
+    """A Redis work queue with appendonly on (it loads its AOF at start, never the RDB): the
+    restore rebuilds the AOF from the dumped RDB, so the lists come back in order, the sets whole,
+    and they are still there after the server restarts; appendonly stays on."""
+    name = lab.start("redis_aof", REDIS, data="/data", command=AOF_REDIS)
+    wait_redis(lab, name)
+    jobs = [f"job-{i}" for i in range(1, 501)]
+    results = {f"result-{i}" for i in range(1, 301)}
+    redis(lab, name, "RPUSH", "queue:jobs", *jobs)
+    redis(lab, name, "SADD", "results", *sorted(results))
+    redis(lab, name, "SET", "owner", "maps")
+    repo = lab.repo()
+    snap = lab.run("snapshot", repository=repo, units=[f"db:{name}"])
+    assert snap["complete"] is True, snap["failed_units"]
+
+    # The queue moves on after the backup.
+    redis(lab, name, "RPUSH", "queue:jobs", "job-late")
+    redis(lab, name, "LPOP", "queue:jobs")
+    redis(lab, name, "DEL", "results")
+    redis(lab, name, "SET", "owner", "someone else")
+
+    planned = lab.run("snapshot_restore", check=True, repository=repo, unit=f"db:{name}", force=True)
+    assert "appendonly file is rebuilt" in planned["plan"]["method"], planned["plan"]
+    restored = lab.run("snapshot_restore", repository=repo, unit=f"db:{name}", force=True)
+    assert "appendonly file is rebuilt" in restored["method"] and restored["previous"], restored
+
+    def state() -> tuple:
+        return (redis(lab, name, "LRANGE", "queue:jobs", "0", "-1").split(),
+                set(redis(lab, name, "SMEMBERS", "results").split()), redis(lab, name, "GET", "owner"))
+
+    assert state() == (jobs, results, "maps")
+    assert redis(lab, name, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    docker_cli("restart", name)
+    wait_redis(lab, name)
+    assert state() == (jobs, results, "maps"), "the AOF the server loads at start does not hold the restored data"
+    assert redis(lab, name, "SET", "written-after", "1") == "OK"  # its files are its own: it can append
+    assert docker_cli("ps", "-a", "-q", "--filter", "label=lifeboat.helper").strip() == ""
+    assert not [f for f in os.listdir(lab.volume_dir(f"{name}_data")) if "lifeboat" in f]
