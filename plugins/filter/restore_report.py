@@ -1,6 +1,7 @@
 # Copyright: lifeboat.docker developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the restore role: one line per unit for the plan (check mode) and for the result."""
+"""Filters of the restore role: one line per unit for the plan (check mode) and for the result,
+and what does not run after a restore that ran before it. All pure."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def restore_plan_line(result: dict[str, Any]) -> str:
         existing = plan.get("existing") or []
         what = (f"holds {', '.join(existing)}: REPLACED (its content is dumped into the repository first)"
                 if existing else "holds no databases yet")
-        return f"{unit} -> {target} ({plan.get('engine', '?')}): {what}"
+        how = f"; {plan['method']}" if plan.get("method") else ""
+        return f"{unit} -> {target} ({plan.get('engine', '?')}): {what}{how}"
     if not plan.get("exists"):
         what = "missing: created" + (" with the recorded labels" if plan.get("create_volume") else "")
     elif plan.get("nonempty"):
@@ -62,8 +64,31 @@ def restore_result_line(result: dict[str, Any]) -> str:
     return f"{unit} -> {_where(result)}: " + "; ".join(parts)
 
 
+def restore_not_running(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What ran before a restore and does not now, from data_inventory's containers before and
+    after: plain containers by name; swarm services by their running tasks, since a restore
+    replaces a service's task containers (it scales the service to 0 and back) and the old names
+    never come back. A service is short when fewer of its tasks run than before."""
+    def running(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [c for c in items or [] if c.get("state") == "running"]
+
+    plain_after = {c["name"] for c in running(after)}
+    containers = sorted(c["name"] for c in running(before) if not c.get("swarm") and c["name"] not in plain_after)
+    tasks_before: dict[str, int] = {}
+    tasks_after: dict[str, int] = {}
+    for items, counts in ((running(before), tasks_before), (running(after), tasks_after)):
+        for c in items:
+            service = (c.get("swarm") or {}).get("service")
+            if service:
+                counts[service] = counts.get(service, 0) + 1
+    services = sorted(f"{s} ({tasks_after.get(s, 0)} of {n} tasks run)" for s, n in tasks_before.items()
+                      if tasks_after.get(s, 0) < n)
+    return {"containers": containers, "services": services}
+
+
 class FilterModule:
-    """lifeboat.docker.restore_plan_line and restore_result_line."""
+    """lifeboat.docker.restore_plan_line, restore_result_line and restore_not_running."""
 
     def filters(self) -> dict[str, Any]:
-        return {"restore_plan_line": restore_plan_line, "restore_result_line": restore_result_line}
+        return {"restore_plan_line": restore_plan_line, "restore_result_line": restore_result_line,
+                "restore_not_running": restore_not_running}

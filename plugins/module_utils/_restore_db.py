@@ -127,6 +127,29 @@ def _clear(client, container: str, attrs: dict[str, Any], engine: str, existing:
                  f"dropping database {name}")
 
 
+def unit_service(unit: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(service, slot) a database unit was dumped from, from its container's swarm labels (pure);
+    (None, None) for a plain container."""
+    labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
+    service = labels.get("com.docker.swarm.service.name")
+    task = labels.get("com.docker.swarm.task.name") or ""
+    slot = task[len(service) + 1:].split(".", 1)[0] if service and task.startswith(service + ".") else None
+    return service, slot
+
+
+def running_task(raw: dict[str, Any], service: str, slot: str | None) -> str | None:
+    """The running task container of SERVICE (of SLOT, when there is one) in the engine state RAW (pure)."""
+    found = []
+    for attrs in raw.get("containers") or []:
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get("com.docker.swarm.service.name") != service or (attrs.get("State") or {}).get("Status") != "running":
+            continue
+        name = (attrs.get("Name") or "").lstrip("/")
+        task = labels.get("com.docker.swarm.task.name") or name
+        found.append((0 if slot is None or task.startswith(f"{service}.{slot}.") else 1, name))
+    return min(found)[1] if found else None
+
+
 class DbRestoreRun:
     def __init__(self, client, repo, raw: dict[str, Any], stop_timeout: int = 30) -> None:
         self.client = client
@@ -144,6 +167,11 @@ class DbRestoreRun:
     def plan(self, unit: dict[str, Any], target_container: str | None) -> dict[str, Any]:
         engine = unit.get("engine")
         target = target_container or (unit.get("source") or {}).get("container") or unit.get("container")
+        service, slot = unit_service(unit)
+        if service and not target_container:
+            # A swarm task's container is replaced whenever its service is scaled or updated:
+            # the dump goes into the task that runs the service now.
+            target = running_task(self.raw, service, slot) or target
         attrs = self._attrs(target)
         if (attrs.get("State") or {}).get("Status") != "running":
             raise DbRestoreError(f"container {target} is not running: start it, a dump is restored into a running "

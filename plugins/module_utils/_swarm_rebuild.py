@@ -26,7 +26,12 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import Doc
 from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreRun, local_root, plan_restore
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun, RedisPlacement
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import (
+    DbRestoreError,
+    DbRestoreRun,
+    RedisPlacement,
+    unit_service,
+)
 
 SOURCES = ("auto", "compose", "specs")
 # Asked in a task until it answers over TCP on 127.0.0.1: the official images' entry points first run
@@ -72,15 +77,6 @@ def stack_of_unit(unit: dict[str, Any], stack: dict[str, Any]) -> bool:
         labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
         return labels.get(sw.STACK_LABEL) == stack["name"]
     return False
-
-
-def unit_service(unit: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(service, slot) a database unit was dumped from, from its container's swarm labels."""
-    labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
-    service = labels.get(sw.SERVICE_NAME_LABEL)
-    task = labels.get(sw.TASK_NAME_LABEL) or ""
-    slot = task[len(service) + 1:].split(".", 1)[0] if service and task.startswith(service + ".") else None
-    return service, slot
 
 
 class SwarmRebuild:

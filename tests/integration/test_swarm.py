@@ -311,6 +311,31 @@ def test_restore_one_volume_into_the_running_stack(env):
     assert json.loads(meta)["tag"] == "v1"
 
 
+def test_the_restore_role_brings_back_redis_with_appendonly_and_checks_services_by_their_tasks(env):
+    """restore.yml on the running stack: Redis runs with appendonly on (its AOF, not the RDB, is
+    what it loads at start) and is a swarm task that the restore replaces (service scaled to 0 and
+    back, a new container name). The queues and sets come back, every service runs its replicas,
+    and the play passes; a failed unit would fail it."""
+    engine, stack = env["engine"], env["stack"]
+    assert_stack_whole(engine)
+    engine.redis("RPUSH", "preprocess_queue", "job-after-the-backup")
+    engine.redis("DEL", "preprocess-success_set")
+    assert engine.queues() != QUEUES
+    old_task = engine.task("redis")
+    args = {"lifeboat_docker_host": engine.url, "lifeboat_repository": env["repo"], "restore_snapshot": env["snapshot"],
+            "restore_units": [f"db:{STACK}_redis"], "restore_confirm": True}
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/restore.yml",
+                           "-e", json.dumps(args)], capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env=dict(_ansible_env(), ANSIBLE_STDOUT_CALLBACK="default"), check=False)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert "appendonly file is rebuilt" in proc.stdout, proc.stdout[-3000:]
+    assert engine.queues() == QUEUES and engine.sets() == SETS
+    assert engine.task("redis") != old_task, "the restore should have replaced the task (service scaled 0 and back)"
+    assert engine.redis("CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    assert_stack_whole(engine)
+    assert journals(env["state"]) == []
+
+
 # --------------------------------------------------------------------------------------------
 # the full rebuild on a fresh engine
 # --------------------------------------------------------------------------------------------

@@ -263,3 +263,20 @@ def test_extension_tables_may_hold_more_rows_after_a_restore():
     actual["maps"]['"public"."spatial_ref_sys"'] = 5
     assert compare_counts({"maps": {'"public"."spatial_ref_sys"': 10}}, actual, filled) == \
         ['maps."public"."spatial_ref_sys": 5 rows, 10 at dump time']
+
+
+def test_a_swarm_dump_goes_into_the_task_that_runs_its_service_now():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import running_task
+
+    def task(name: str, service: str, status: str = "running") -> dict:
+        return {"Name": "/" + name, "State": {"Status": status},
+                "Config": {"Labels": {"com.docker.swarm.service.name": service,
+                                      "com.docker.swarm.task.name": name.rsplit(".", 1)[0] + ".x"}}}
+
+    state = {"containers": [task("maps_redis.1.old", "maps_redis", "exited"), task("maps_redis.1.new", "maps_redis"),
+                            task("maps_db.1.aaa", "maps_db"), task("maps_renderer.2.bbb", "maps_renderer"),
+                            task("maps_renderer.1.ccc", "maps_renderer")]}
+    assert running_task(state, "maps_redis", "1") == "maps_redis.1.new"
+    assert running_task(state, "maps_renderer", "1") == "maps_renderer.1.ccc"
+    assert running_task(state, "maps_renderer", None) == "maps_renderer.1.ccc"
+    assert running_task(state, "maps_gone", None) is None
