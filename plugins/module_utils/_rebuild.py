@@ -319,6 +319,8 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
     plan["databases"] = []
     for unit in database_units(manifest):
         name = (unit.get("source") or {}).get("container")
+        if any(swarm_managed(c) for c in unit.get("containers") or []):
+            continue  # dumped from a swarm task: the swarm step (swarm_rebuild) restores it into its service
         db_names.add(name)
         here = found_here(containers.get(name) or {"name": name}, have)
         plan["databases"].append({"unit": unit["id"], "container": name, "engine": unit.get("engine"),

@@ -48,6 +48,8 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import
     _psql,
     _run,
     existing_content,
+    running_task,
+    unit_service,
 )
 
 READY = {
@@ -514,7 +516,11 @@ class Rebuild:
         try:
             if unit.get("kind") == "database":
                 recorded = unit["source"]["container"]
-                name = rb.found_here(self.specs.get(recorded) or {"name": recorded}, self.have()) or recorded
+                service, slot = unit_service(unit)
+                if service:  # a swarm task: the one that runs the service now
+                    name = running_task(self.raw, service, slot) or recorded
+                else:
+                    name = rb.found_here(self.specs.get(recorded) or {"name": recorded}, self.have()) or recorded
                 attrs = self.client.api.inspect_container(name)
                 expected = unit.get("row_counts") or {}
                 actual = count_rows(self.client, name, attrs, unit["engine"], expected) if expected else {}

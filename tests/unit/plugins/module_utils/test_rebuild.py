@@ -252,6 +252,22 @@ def test_the_runbook_restores_databases_without_prompts_once_they_accept_connect
     assert "lifeboat_env" not in text
 
 
+def test_databases_dumped_from_swarm_tasks_are_left_to_the_swarm_step():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    task_labels = {"com.docker.swarm.service.name": "maps_db", "com.docker.swarm.service.id": "s1",
+                   "com.docker.swarm.task.id": "t1", "com.docker.swarm.task.name": "maps_db.1.t1"}
+    man["units"] += [
+        {"id": "db:maps_db", "kind": "database", "engine": "postgres", "object": ref("7"),
+         "source": {"type": "database", "container": "maps_db.1.t1", "engine": "postgres"},
+         "containers": [{"name": "maps_db.1.t1", "labels": task_labels}]},
+        {"id": "db:shopdb", "kind": "database", "engine": "mariadb", "object": ref("8"),
+         "source": {"type": "database", "container": "shopdb", "engine": "mariadb"},
+         "containers": [{"name": "shopdb", "labels": {}}]}]
+    plan = rb.plan_rebuild(man, {"containers": {}}, {"web": {"SECRET": "x"}})
+    assert [d["unit"] for d in plan["databases"]] == ["db:shopdb"]
+
+
 def test_plan_refuses_snapshots_without_deployment():
     man = deployment_manifest()
     del man["deployment"]
