@@ -473,7 +473,7 @@ class _Planner:
         self.raw = raw
         self.scans = scans or {}
         self.policy = policy or {}
-        self.has_policy = policy is not None
+        self.has_policy = declares_data(policy)
         self.include_sizes = include_sizes
         self.findings: list[dict[str, Any]] = []
         self.used_policy_keys: set[str] = set()
@@ -945,7 +945,7 @@ class _Planner:
             title = ENGINE_TITLES.get(db_engine or "none", "database")
             if db_engine and tool:
                 db_id = f"db:{dumper}"
-                db_key, db_entry = match_policy(self.policy, [db_id])
+                db_key, db_entry = match_policy(self.policy, self._db_keys(dumper))
                 if db_key is not None:
                     self.used_policy_keys.add(db_key)
                 db_strategy = (db_entry or {}).get("strategy")
@@ -1058,10 +1058,24 @@ class _Planner:
             "container": name, "volume": item["source"] if item else None,
         }
 
+    def _db_keys(self, name: str) -> list[str]:
+        """The policy keys a database in container NAME answers to: db:NAME, and for a swarm task
+        the ids data_inventory prints for it, db:SERVICE and db:SERVICE.SLOT (task containers
+        come and go; the policy names the service)."""
+        keys = [f"db:{name}"]
+        labels = ((self.containers.get(name) or {}).get("labels") or {})
+        service = labels.get("com.docker.swarm.service.name")
+        if service:
+            task = labels.get("com.docker.swarm.task.name") or name
+            slot = task[len(service) + 1:].split(".", 1)[0] if task.startswith(service + ".") else None
+            keys += [f"db:{service}.{slot}"] if slot else []
+            keys.append(f"db:{service}")
+        return keys
+
     def _plan_db_without_mount(self, name, engine, dump_tools, units) -> None:
         title = ENGINE_TITLES[engine]
         db_id = f"db:{name}"
-        key, entry = match_policy(self.policy, [db_id])
+        key, entry = match_policy(self.policy, self._db_keys(name))
         if key is not None:
             self.used_policy_keys.add(key)
         tool = (dump_tools.get(name) or {}).get("tool")
@@ -1269,3 +1283,10 @@ def undeclared_message(items: list[dict[str, Any]]) -> str:
             f"{listed}. Declare each in the policy option (for example policy: {{'{example}': "
             "{strategy: stop}}, or a glob that covers them; use strategy skip for data that needs "
             "no backup), or set undeclared: warn to report them without failing")
+
+
+def declares_data(policy: dict[str, Any] | None) -> bool:
+    """Whether a policy declares units (and so makes the others undeclared): any policy but one
+    that only names stacks' compose files (stack:NAME entries)."""
+    return policy is not None and (not policy or any(not k.startswith("stack:") for k in policy))
+

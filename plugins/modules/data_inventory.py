@@ -67,7 +67,11 @@ options:
         usual rules plan it."
       - "A key C(stack:NAME) names a swarm stack: its value takes C(compose_files), the absolute paths
         of the files the stack is deployed from (as given to C(docker stack deploy -c)); they appear in
-        RV(swarm.stacks) for M(lifeboat.docker.snapshot) to store (option C(swarm_stacks))."
+        RV(swarm.stacks) for M(lifeboat.docker.snapshot) to store (option C(swarm_stacks)). A policy
+        of stack entries only declares no data: nothing is undeclared then, as without a policy."
+      - A database dumped from a swarm task answers to the id data_inventory prints for it,
+        C(db:SERVICE) (C(db:SERVICE.SLOT) with several replicas), as well as to its task container's
+        C(db:CONTAINER)."
       - Unknown keys or values fail the module with a message naming the entry.
       - Entries that match nothing on the host give a C(policy_unmatched) finding (a warning for an
         exact key, since declared data is gone).
@@ -491,6 +495,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     PolicyError,
     build_inventory,
     database_candidates,
+    declares_data,
     undeclared_message,
     validate_policy,
 )
@@ -559,7 +564,7 @@ def main() -> None:
 
     result = dict(changed=False, report=None, **inventory)
     if report_path:
-        text = render(inventory, raw.get("host") or "", policy_given=policy is not None)
+        text = render(inventory, raw.get("host") or "", policy_given=declares_data(policy))
         before = read_text(report_path)
         result["report"] = report_path
         if before != text:

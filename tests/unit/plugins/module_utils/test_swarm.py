@@ -164,6 +164,16 @@ def test_units_name_the_service(stack_raw):
     assert db_unit_id("maps_db", 3, "2") == "db:maps_db.2" and db_unit_id("maps_db", 1, "1") == "db:maps_db"
 
 
+def test_a_policy_names_a_swarm_database_by_the_id_the_inventory_prints(stack_raw):
+    scans = {"volume:maps_db-data": scan(markers={"postgres": "PG_VERSION"})}
+    tools = {"maps_db.1.abc": {"engine": "postgres", "tool": "pg_dumpall", "error": None}}
+    policy = validate_policy({"db:maps_db": {"strategy": "skip", "reason": "a replica elsewhere holds it"}})
+    result = build_inventory(stack_raw, scans, policy, tools)
+    units = {u["id"]: u for u in result["units"]}
+    assert units["db:maps_db"]["strategy"] == "skip" and units["db:maps_db"]["declared"] is True
+    assert not [f for f in result["findings"] if f["code"] == "policy_unmatched"], result["findings"]
+
+
 def test_stack_policy_entries(stack_raw):
     policy = validate_policy({"stack:maps": {"compose_files": ["/srv/maps/given.yml"]},
                               "maps_instance-data": "stop"})
@@ -172,6 +182,14 @@ def test_stack_policy_entries(stack_raw):
     assert result["swarm"]["stacks"][0]["compose_files"] == ["/srv/maps/given.yml"]
     assert result["swarm"]["stacks"][0]["compose_files_from"] == "policy entry 'stack:maps'"
     assert not [f for f in result["findings"] if f["code"] == "policy_unmatched"], result["findings"]
+    # Only stack entries: no data is declared, so nothing is undeclared (the default backup passes).
+    only_stacks = build_inventory(stack_raw, {"volume:maps_instance-data": scan(files=3, size=100)},
+                                  validate_policy({"stack:maps": {"compose_files": ["/srv/maps/given.yml"]}}))
+    assert only_stacks["undeclared"] == []
+    declared = build_inventory(stack_raw, {"volume:maps_instance-data": scan(files=3, size=100)},
+                               validate_policy({"stack:maps": {"compose_files": ["/srv/maps/given.yml"]},
+                                                "maps_db-data": {}}))
+    assert "volume:maps_instance-data" in [u["id"] for u in declared["undeclared"]]
     gone = build_inventory(stack_raw, {}, validate_policy({"stack:other": {"compose_files": ["/x.yml"]}}))
     assert [f["subject"] for f in gone["findings"] if f["code"] == "policy_unmatched"] == ["stack:other"]
     with pytest.raises(PolicyError, match="absolute paths"):
