@@ -258,6 +258,7 @@ class Quiesced:
         self.quiesced: list[tuple[Any, float]] = []
         self.downtime: dict[str, float] = {}
         self.start_failures: list[dict[str, str]] = []
+        self._scaling: list[Any] = []  # services asked to scale to 0, not yet seen stopped
 
     def __enter__(self) -> "Quiesced":
         try:
@@ -283,6 +284,11 @@ class Quiesced:
                         container.stop(timeout=self.stop_timeout)
                     else:
                         container.pause()
+            # Services were all asked to scale to 0 before any is waited for: services that share
+            # the data stop together, so none keeps writing while another is already down.
+            with deferred_signals():
+                while self._scaling:
+                    self._scaling.pop(0).wait_down()
         except BaseException:
             self.resume()
             raise
@@ -302,13 +308,20 @@ class Quiesced:
         started = time.monotonic()
         with deferred_signals():
             self.quiesced.append((scaler, started))  # resumed (scaled back) even if scaling down fails midway
-            scaler.scale_down()
+            scaler.request_down()
+            self._scaling.append(scaler)
 
     def resume(self) -> None:
         with deferred_signals():  # every container runs again before a SIGTERM ends the run
+            rising = []
             while self.quiesced:
                 container, started = self.quiesced.pop()
                 try:
+                    if self.action == "stop" and isinstance(container, ServiceScaler):
+                        container.request_up()  # all services asked back first, then waited for together
+                        self.journal.done(container.id)
+                        rising.append((container, started))
+                        continue
                     if self.action == "stop":
                         container.start()
                     else:
@@ -317,6 +330,12 @@ class Quiesced:
                 except Exception as exc:  # pylint: disable=broad-except
                     self.start_failures.append({"container": container.name, "error": str(exc)})
                 self.downtime[container.name] = round(time.monotonic() - started, 3)
+            for scaler, started in rising:
+                try:
+                    scaler.wait_up()
+                except Exception as exc:  # pylint: disable=broad-except
+                    self.start_failures.append({"container": scaler.name, "error": str(exc)})
+                self.downtime[scaler.name] = round(time.monotonic() - started, 3)
 
 
 # SIGTERM/SIGHUP while a container is being stopped, paused or brought back is held until that is

@@ -472,10 +472,22 @@ class ServiceScaler:
         return self.client.containers.list(filters={"label": f"{SERVICE_ID_LABEL}={self.id}"})
 
     def scale_down(self) -> None:
+        self.request_down()
+        self.wait_down()
+
+    def request_down(self) -> None:
+        """Ask swarm to scale to 0, without waiting: services quiesced together stop together."""
         set_replicas(self.client, self.id, 0)
+
+    def wait_down(self) -> None:
         wait_until(f"the tasks of service {self.name} stopping", lambda: not self._running_here(), self.stop_wait)
 
     def start(self) -> None:
+        self.request_up()
+        self.wait_up()
+
+    def request_up(self) -> None:
+        """Ask swarm to scale back to the recorded replicas, without waiting for the tasks."""
         for attempt in range(5):  # an update out of sequence (someone else updated it) is retried
             try:
                 set_replicas(self.client, self.id, self.replicas)
@@ -486,6 +498,8 @@ class ServiceScaler:
                                      f"({exc}); the next lifeboat run does it (journalled), or by hand: docker "
                                      f"service scale {self.name}={self.replicas}") from exc
                 time.sleep(1 + attempt)
+
+    def wait_up(self) -> None:
         try:
             wait_until(f"service {self.name} running {self.replicas} task(s) again",
                        lambda: running_tasks(self.client, self.id) >= self.replicas, self.converge_timeout)

@@ -126,6 +126,7 @@ def test_backup_while_the_stack_runs(env):
     repo = os.path.join(env["tmp"], "repo")
     plan = inventory(engine, policy={f"volume:{STACK}_instance-data": {"strategy": "stop"}})
     before = {s: engine.task(s.split("_", 1)[1]) for s in FULL}
+    t0 = int(time.time()) - 1
     snap = run_module("snapshot", docker_host=engine.url, repository=repo, units=plan["units"],
                       swarm_stacks=plan["swarm"]["stacks"], parallel=1)
     assert snap["complete"] is True, snap["failed_units"]
@@ -134,6 +135,19 @@ def test_backup_while_the_stack_runs(env):
     shared = snap["units"][f"volume:{STACK}_instance-data"]
     # stop on swarm tasks = their services scaled to 0 and back (new tasks), not docker stop
     assert set(shared["downtime"]) == {f"{STACK}_registrar", f"{STACK}_renderer"}, shared
+    # ... both asked to scale to 0 before the tasks of either had stopped: services that share a
+    # volume stop together, so neither writes to it while the other is already down.
+    writers = (f"{STACK}_registrar", f"{STACK}_renderer")
+    downs, dies = {}, {}
+    for ev in engine.client.events(since=t0, until=int(time.time()) + 1, decode=True):
+        attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+        if ev.get("Type") == "service" and attrs.get("name") in writers and attrs.get("replicas.new") == "0":
+            downs.setdefault(attrs["name"], ev["timeNano"])
+        elif ev.get("Type") == "container" and ev.get("Action") == "die" \
+                and attrs.get("com.docker.swarm.service.name") in writers:
+            dies.setdefault(attrs["com.docker.swarm.service.name"], ev["timeNano"])
+    assert set(downs) == set(writers) == set(dies), (downs, dies)
+    assert max(downs.values()) < min(dies.values()), f"scaled one after the other: {downs}, first tasks gone {dies}"
     print(f"\nbackup of the running stack: {snap['units'][f'volume:{STACK}_instance-data']['seconds']} s for the "
           f"shared volume, services scaled to 0 and back for {shared['downtime']} s")
     assert engine.task("registrar") != before[f"{STACK}_registrar"]
