@@ -161,9 +161,14 @@ def _remove_staging(path: str) -> str:
 
 
 def repair(client) -> list[dict[str, Any]]:
-    """Replay the journals of dead processes: start / unpause what they left quiesced, scale the
-    swarm services they left at 0 back to their recorded replicas."""
-    from docker.errors import NotFound  # type: ignore[import-not-found]
+    """Replay the journals of dead processes: remove the staging they left, start / unpause what
+    they left quiesced, scale the swarm services they left at 0 back to their recorded replicas.
+    Without a client (a module that talks to no engine: prune, copy) only the staging is removed;
+    the containers stay journalled for the next run that has one."""
+    try:
+        from docker.errors import NotFound  # type: ignore[import-not-found]
+    except ImportError:  # a module that talks to no engine, on a host without the Docker SDK
+        NotFound = LookupError  # pylint: disable=invalid-name
 
     repaired: list[dict[str, Any]] = []
     jdir = journal_dir()
@@ -192,7 +197,7 @@ def repair(client) -> list[dict[str, Any]]:
                 staging.append(where)
             repaired.append(outcome)
         # Start in reverse of the stop order: dependencies first.
-        for entry in reversed(doc.get("containers", [])):
+        for entry in reversed(doc.get("containers", []) if client is not None else []):
             outcome = {"container": entry.get("name"), "id": entry.get("id"), "action": entry.get("action"),
                        "operation": doc.get("operation"), "journal_pid": pid}
             try:
@@ -226,6 +231,8 @@ def repair(client) -> list[dict[str, Any]]:
                 outcome["result"] = f"failed: {exc}"
                 pending.append(entry)
             repaired.append(outcome)
+        if client is None:
+            pending = list(reversed(doc.get("containers", [])))
         if pending or staging:
             doc["containers"] = list(reversed(pending))
             doc["staging"] = staging

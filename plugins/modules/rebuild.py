@@ -115,6 +115,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repaired:
+  description:
+    - Containers an earlier, killed run had left stopped, started again now, and staging directories a killed
+      restore left behind, removed (as C(staging)). Not in check mode, nor with O(step=plan) or O(step=verify).
+  returned: success
+  type: list
+  elements: dict
 snapshot_id:
   description: The snapshot rebuilt from.
   returned: always
@@ -161,6 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DOCKER_COMMON_ARGS, DockerException, client_for
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild import PlanError, runbook
 from ansible_collections.lifeboat.docker.plugins.module_utils._redeploy import (
     Rebuild,
@@ -212,22 +220,25 @@ def main() -> None:
     started = time.monotonic()
     client = client_for(module)
     try:
-        repo = Repository.open(params["repository"], options=store_options(params),
-                               identity=params["encryption_identity"])
-        manifest = load_snapshot(repo, params["host"], params["snapshot"])
-        result["snapshot_id"] = manifest["id"]
-        env = environment_values(repo, manifest, params["environment"])
-        run = Rebuild(client, repo, manifest, env, params["compose_env_files"], params["docker_host"],
-                      check=module.check_mode or step == "plan", timeout=params["wait_timeout"])
-        if step == "plan":
-            result["plan"] = run.plan()
-            result["runbook"] = runbook(manifest, params["runbook_repository"] or params["repository"])
-        elif step in ("host_paths", "volume_data"):
-            result["result"] = run.restore_units("path" if step == "host_paths" else "volume")
-        elif step == "verify":
-            result["result"] = run.verify(params["strict_units"])
-        else:
-            result["result"] = getattr(run, step)()
+        with TerminationGuard():
+            if not module.check_mode and step not in ("plan", "verify"):
+                result["repaired"] = repair(client)
+            repo = Repository.open(params["repository"], options=store_options(params),
+                                   identity=params["encryption_identity"])
+            manifest = load_snapshot(repo, params["host"], params["snapshot"])
+            result["snapshot_id"] = manifest["id"]
+            env = environment_values(repo, manifest, params["environment"])
+            run = Rebuild(client, repo, manifest, env, params["compose_env_files"], params["docker_host"],
+                          check=module.check_mode or step == "plan", timeout=params["wait_timeout"])
+            if step == "plan":
+                result["plan"] = run.plan()
+                result["runbook"] = runbook(manifest, params["runbook_repository"] or params["repository"])
+            elif step in ("host_paths", "volume_data"):
+                result["result"] = run.restore_units("path" if step == "host_paths" else "volume")
+            elif step == "verify":
+                result["result"] = run.verify(params["strict_units"])
+            else:
+                result["result"] = getattr(run, step)()
     except (PlanError, RebuildError, RepositoryError) as exc:
         module.fail_json(msg=str(exc), **result)
     except DockerException as exc:

@@ -257,7 +257,9 @@ plan:
   elements: dict
   sample: [{id: "volume:app_uploads", strategy: stop, stop: [app]}]
 repaired:
-  description: Containers an earlier, killed run had left stopped, started again now.
+  description:
+    - Containers an earlier, killed run had left stopped, started again now.
+    - Staging directories a killed restore left behind, removed now (with C(staging) instead of C(container)).
   returned: always
   type: list
   elements: dict

@@ -92,6 +92,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repaired:
+  description:
+    - Staging directories a killed restore left behind, removed now (as C(staging) with C(result)). This module talks
+      to no engine: containers a killed run left stopped are started by the next module that does.
+  returned: success
+  type: list
+  elements: dict
 copied:
   description: Ids of the snapshots copied by this run (in check mode, those that would be).
   returned: always
@@ -148,7 +155,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest a
 from ansible_collections.lifeboat.docker.plugins.module_utils._copy import CopyError, copy_snapshots, object_refs, plan_copy
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, STORE_OPTION_NAMES, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, redact_url
 
@@ -176,6 +183,8 @@ def main() -> None:
     if params["lock_timeout"] < 0:
         module.fail_json(msg=f"lock_timeout must be 0 or more, got {params['lock_timeout']}", **result)
     try:
+        if not module.check_mode:  # staging a killed restore left (no engine here: containers wait)
+            result["repaired"] = repair(None)
         source = Repository.open(params["repository"], options=store_options(params))
         target_opts = {name: params["target_options"].get(name) for name in STORE_OPTION_NAMES}
         if module.check_mode:

@@ -134,6 +134,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repaired:
+  description:
+    - Staging directories a killed restore left behind, removed now (as C(staging) with C(result)). This module talks
+      to no engine: containers a killed run left stopped are started by the next module that does.
+  returned: success
+  type: list
+  elements: dict
 policy:
   description: The rules in effect.
   returned: always
@@ -216,7 +223,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError, decide
@@ -353,6 +360,8 @@ def main() -> None:
         module.fail_json(msg=str(exc), **result)
     result["policy"] = policy.describe()
     try:
+        if not module.check_mode:  # staging a killed restore left (no engine here: containers wait)
+            result["repaired"] = repair(None)
         repo = Repository.open(params["repository"], options=store_options(params))
         # A real prune excludes snapshots (they hold the lock shared while they write); check mode
         # only reads, and shares the lock so that it sees no prune half done.

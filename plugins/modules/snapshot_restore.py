@@ -200,7 +200,9 @@ plan:
   sample: {target: app_uploads, target_type: volume, exists: true, nonempty: true, needs_force: true,
            stop: [app], create_volume: false}
 repaired:
-  description: Containers an earlier, killed run had left stopped, started again now.
+  description:
+    - Containers an earlier, killed run had left stopped, started again now.
+    - Staging directories a killed restore left behind, removed now (with C(staging) instead of C(container)).
   returned: always
   type: list
   elements: dict

@@ -174,7 +174,9 @@ plan:
   elements: dict
   sample: [{stack: maps, source: compose, volumes: ["volume:maps_instance-data"], dumps: ["db:maps_db"]}]
 repaired:
-  description: Containers and services an earlier, killed run had left stopped or scaled to 0, brought back now.
+  description:
+    - Containers and services an earlier, killed run had left stopped or scaled to 0, brought back now.
+    - Staging directories a killed restore left behind, removed now (with C(staging) instead of C(container)).
   returned: always
   type: list
   elements: dict
