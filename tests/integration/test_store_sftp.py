@@ -134,3 +134,46 @@ def test_clear_errors(lab, sshd, tmp_path):  # noqa: F811
     assert "ssh_identity_file" in msg and "does not exist" in msg, msg
     other_secret = [line for line in (tmp_path / "other").read_text().splitlines() if not line.startswith("-----")]
     sc.assert_no_secret(results, sshd.secrets + other_secret + ["hunter2"])
+
+
+def test_roles_take_the_ssh_key_and_known_hosts_as_content_from_a_vault(sshd, tmp_path):
+    """A host that has no key on disk (a fresh host on the worst day): backup.yml and restore.yml
+    take the SSH key and known_hosts as content (lifeboat_store_secrets, from a vault), write them
+    into 0600 files in a private temporary directory for the run, and remove them after; the key
+    appears in no output. The roles run against a throw-away engine (only what this test made)."""
+    import glob
+    import subprocess
+
+    from conftest import VENV_BIN
+    from fixtures.engine import ThrowawayEngine
+
+    secrets_given = {"ssh_identity_file": sshd.identity.read_text(), "ssh_known_hosts_file": sshd.known_hosts.read_text()}
+    repo = sshd.url(f"{HOME}/vaulted")
+    before = set(glob.glob("/tmp/lifeboat-secrets.*"))
+
+    def play(playbook: str, **extra) -> subprocess.CompletedProcess:
+        args = {"lifeboat_docker_host": engine.url, "lifeboat_repository": repo, "lifeboat_store_secrets": secrets_given,
+                **extra}
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+                   LIFEBOAT_STATE_DIR=str(tmp_path / "state"))
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", playbook,
+                               "-e", json.dumps(args)], capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        for text in (proc.stdout, proc.stderr):
+            assert not any(line in text for line in sshd.secrets), "the private key reached the output"
+        assert set(glob.glob("/tmp/lifeboat-secrets.*")) == before, "the secret files were not removed"
+        return proc
+
+    with ThrowawayEngine() as engine:
+        engine.load_image("lifeboat-test/busybox:latest")
+        engine.client.volumes.create("vaulted")
+        engine.client.containers.run("lifeboat-test/busybox:latest", ["sh", "-c", "echo original > /data/f"],
+                                     remove=True, volumes={"vaulted": {"bind": "/data", "mode": "rw"}})
+        play("playbooks/backup.yml")
+        engine.client.containers.run("lifeboat-test/busybox:latest", ["sh", "-c", "echo damaged > /data/f"],
+                                     remove=True, volumes={"vaulted": {"bind": "/data", "mode": "rw"}})
+        play("playbooks/restore.yml", restore_units=["volume:vaulted"], restore_confirm=True)
+        out = engine.client.containers.run("lifeboat-test/busybox:latest", ["cat", "/data/f"], remove=True,
+                                           volumes={"vaulted": {"bind": "/data", "mode": "ro"}})
+        assert out == b"original\n"
