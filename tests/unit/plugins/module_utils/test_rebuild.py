@@ -4,6 +4,7 @@ pure planning: snapshot choice, dependency order, create requests, the plan and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -287,7 +288,7 @@ def test_runbook_is_a_procedure_without_secrets():
     # The environment values: never in the runbook, printed by a command from the encrypted
     # object (issue 20), once, in the function step 0 defines; each container's run uses it.
     assert text.count("age -d -i \"$KEY\" $REPO/objects/ff/") == 1 and "lifeboat_env() {" in text
-    assert "eval \"$(lifeboat_env web)\"" in text
+    assert "LIFEBOAT_ENV=$(lifeboat_env web) && eval \"$LIFEBOAT_ENV\"" in text
     assert "-e SECRET=\"$SECRET\"" in text and "hunter2" not in text
     # The repository is fetched with scp HOST:PATH, a key and a checked host key, without prompts.
     assert ("scp -r -q -i \"$SSH_KEY\" -o BatchMode=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\" "
@@ -296,6 +297,71 @@ def test_runbook_is_a_procedure_without_secrets():
     assert text.index("## 4. Volume data") < text.index("## 7. Services")
     lines = rb.plan_lines(rb.plan_rebuild(man, {"containers": {}}, {}))
     assert any("volume_data: volume:data: restore" in line for line in lines)
+
+
+def _sh_blocks(text: str) -> list[str]:
+    """The ```sh blocks of a runbook, in order (as a person pastes them)."""
+    return [b.split("\n```", 1)[0] for b in text.split("```sh\n")[1:]]
+
+
+def test_the_runbook_lets_the_operator_name_the_key_files():
+    man = deployment_manifest()
+    man["encryption"] = {"scheme": "age"}
+    text = rb.runbook(man, "sftp://backup@vault/srv/lifeboat")
+    first = _sh_blocks(text)[0]
+    # Set in the operator's environment, they are kept; else the paths shown.
+    assert "KEY=${KEY:-/root/lifeboat.key}" in first
+    assert "SSH_KEY=${SSH_KEY:-/root/.ssh/lifeboat_repository}" in first
+    assert "KNOWN_HOSTS=${KNOWN_HOSTS:-/root/.ssh/known_hosts}" in first
+    assert "export `KEY` and `SSH_KEY` and `KNOWN_HOSTS` before the first block" in text
+    for line in first.splitlines():
+        assert not re.match(r"^(KEY|SSH_KEY|KNOWN_HOSTS)=/", line), line
+    local = rb.runbook(deployment_manifest(), "/var/backups/lifeboat")
+    assert "SSH_KEY" not in local and "KEY=" not in local
+
+
+def test_the_runbook_loads_the_images_in_shell_blocks():
+    man = deployment_manifest()
+    image_id = "sha256:" + "1" * 64
+    man["deployment"]["images"] = [
+        {"id": image_id, "tags": ["app:1", "app:latest"], "archive": ref("e")},
+        {"id": "sha256:" + "2" * 64, "tags": ["redis:7"], "digests": ["redis@sha256:" + "3" * 64], "archive": None},
+        {"id": "sha256:" + "4" * 64, "tags": ["local/tool:dev"], "archive": None}]
+    text = rb.runbook(man, "/var/backups/lifeboat")
+    section = text[text.index("## 5. Images"):text.index("## 6. Databases")]
+    blocks = _sh_blocks(section)
+    assert blocks[0].splitlines() == [f"cat $REPO/objects/ee/{'e' * 64} | zstd -d | docker load",
+                                      f"docker tag {image_id} app:1", f"docker tag {image_id} app:latest"]
+    assert blocks[1].splitlines() == [f"docker pull redis@sha256:{'3' * 64}",
+                                      f"docker tag redis@sha256:{'3' * 64} redis:7"]
+    assert len(blocks) == 2 and "`local/tool:dev`: not in the snapshot and not in a registry" in section
+    assert "docker load`" not in section  # no command left in inline code
+
+
+def test_the_runbook_waits_for_the_real_server_and_checks_the_row_counts():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    man["deployment"]["containers"] += [spec("pg", image="postgres:15"), spec("my", image="mariadb:11")]
+    man["units"] += [
+        {"id": "db:pg", "kind": "database", "engine": "postgres", "object": ref("7"),
+         "source": {"type": "database", "container": "pg", "engine": "postgres"},
+         "row_counts": {"app": {'"public"."posts"': 137}}},
+        {"id": "db:my", "kind": "database", "engine": "mariadb", "object": ref("8"),
+         "source": {"type": "database", "container": "my", "engine": "mariadb"},
+         "row_counts": {"shop": {"`items`": 5}}}]
+    text = rb.runbook(man, "/var/backups/lifeboat")
+    pg = text[text.index("`pg` (postgres)"):text.index("## 7. Services")]
+    # Over TCP: the image's temporary initialisation server listens on the Unix socket only.
+    assert "docker exec pg pg_isready -q -h 127.0.0.1\n" in pg
+    assert "mariadb-admin -u root --silent ping -h 127.0.0.1 --protocol=tcp'" in text
+    replay = pg.index("| docker exec -i pg sh -c 'exec psql -q -o /dev/null")
+    check = pg.index("n=$(echo 'SELECT count(*) FROM \"public\".\"posts\";' | docker exec -i pg sh -c "
+                     "'exec psql -X -qAt -v ON_ERROR_STOP=1 -U \"${POSTGRES_USER:-postgres}\" -d \"$1\"' sh app); "
+                     "[ \"$n\" -ge 137 ] || { echo 'app.\"public\".\"posts\":' \"$n rows, 137 at backup time\" >&2; "
+                     "false; }")
+    assert replay < check < pg.index("```\n\nThe dump recreates the roles")
+    assert ("n=$(echo 'SELECT count(*) FROM `items`;' | docker exec -i my sh -c 'MYSQL_PWD=\"${MARIADB_ROOT_PASSWORD:-"
+            "$MYSQL_ROOT_PASSWORD}\" exec mariadb -u root -N -B \"$1\"' sh shop); [ \"$n\" -ge 5 ]") in text
 
 
 # -- capture of compose files, .env and environment values on a real local repository ------------
