@@ -1289,4 +1289,3 @@ def declares_data(policy: dict[str, Any] | None) -> bool:
     """Whether a policy declares units (and so makes the others undeclared): any policy but one
     that only names stacks' compose files (stack:NAME entries)."""
     return policy is not None and (not policy or any(not k.startswith("stack:") for k in policy))
-

@@ -56,4 +56,3 @@ def relative_paths(params: dict[str, Any], names: tuple[str, ...]) -> str | None
         return None
     return (f"{', '.join(bad)}: give absolute paths on the host (e.g. /var/lib/lifeboat/...); a relative path "
             "would be taken inside the module's temporary directory, which is removed when the task ends")
-

@@ -136,8 +136,8 @@ EXAMPLES = r"""
 RETURN = r"""
 repaired:
   description:
-    - Staging directories a killed restore left behind, removed now (as C(staging) with C(result)). This module talks
-      to no engine: containers a killed run left stopped are started by the next module that does.
+    - "Staging directories a killed restore left behind, removed now (as C(staging) with C(result)). This module
+      talks to no engine; containers a killed run left stopped are started by the next module that does."
   returned: success
   type: list
   elements: dict

@@ -60,7 +60,9 @@ options:
       - In roles it comes from vault; the role writes it to a 0600 file on the host and removes it after.
     type: path
   snapshot:
-    description: A snapshot id, or V(latest) (the newest snapshot, by its time, that holds the data of O(unit), of O(host) if given; never a pre-restore snapshot, which is restored by its id).
+    description:
+      - A snapshot id, or V(latest) (the newest snapshot, by its time, that holds the data of O(unit), of O(host)
+        if given; never a pre-restore snapshot, which is restored by its id).
     type: str
     default: latest
   host:
