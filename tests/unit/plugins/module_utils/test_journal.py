@@ -32,3 +32,35 @@ def test_journal_of_a_container_that_did_not_come_back_stays_for_the_next_run(tm
     with open(os.path.join(journal_dir(), name), encoding="utf-8") as fh:
         doc = json.load(fh)
     assert [c["name"] for c in doc["containers"]] == ["app"] and doc["pid"] == os.getpid()
+
+
+def test_a_sigterm_while_a_container_is_stopped_or_started_waits_until_that_is_done():
+    """The signal is real (sent to this process); what it interrupts is stood in by a sleep."""
+    import signal
+    import time
+
+    import pytest
+
+    from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, deferred_signals
+
+    done = []
+    with pytest.raises(SystemExit, match="stopped by signal"):
+        with TerminationGuard():
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler ran meanwhile and held the signal
+                done.append("stop finished")
+            done.append("never")  # the held signal takes effect here
+    assert done == ["stop finished"]
+    # On the way out (cleanup after the first signal), further signals are ignored.
+    with pytest.raises(SystemExit):
+        with TerminationGuard():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+                done.append("cleanup finished")
+    assert done == ["stop finished", "cleanup finished"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
