@@ -343,6 +343,8 @@ class Rebuild:
         out = []
         plan = {d["unit"]: d for d in self.plan()["databases"]}
         for unit in rb.database_units(self.manifest):
+            if unit["id"] not in plan:
+                continue  # a swarm task's dump: the swarm step restores it into its service
             step = dict(plan[unit["id"]])
             name, engine = step["container"], step["engine"]
             out.append(step)

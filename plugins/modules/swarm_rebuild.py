@@ -94,6 +94,15 @@ options:
         databases, as a freshly started PostgreSQL with C(POSTGRES_DB) does); it is kept aside first.
     type: bool
     default: false
+  existing:
+    description:
+      - What to do with a stack that is deployed on this engine already (it has services).
+      - V(replace) restores its volumes and dumps again and deploys it again (content replaced is kept aside,
+        with O(force)). V(keep) leaves it as it is (RV(stacks) says V(present)), so that running a rebuild again
+        changes nothing and makes no new C(.pre-restore-*) volumes; the role lifeboat.docker.dr_rebuild uses it.
+    type: str
+    choices: [replace, keep]
+    default: replace
   verify:
     description: Compare restored trees with the snapshot's index and restored tables' row counts with the dump's.
     type: bool
@@ -140,12 +149,15 @@ swarm:
   type: str
   sample: initialized
 stacks:
-  description: Per stack, what was deployed and restored.
+  description:
+    - Per stack, what was deployed and restored; C(action) is V(rebuilt), or V(present) for a stack left as it was
+      (O(existing=keep)).
   returned: always
   type: list
   elements: dict
   sample:
     - stack: maps
+      action: rebuilt
       source: compose
       compose_files: [/var/lib/lifeboat/stacks/maps/00-docker-stack.yml]
       volumes: [{unit: "volume:maps_instance-data", target: maps_instance-data, files: 12, bytes: 40960}]
@@ -172,7 +184,7 @@ plan:
   returned: check mode
   type: list
   elements: dict
-  sample: [{stack: maps, source: compose, volumes: ["volume:maps_instance-data"], dumps: ["db:maps_db"]}]
+  sample: [{stack: maps, action: rebuild, source: compose, volumes: ["volume:maps_instance-data"], dumps: ["db:maps_db"]}]
 repaired:
   description:
     - Containers and services an earlier, killed run had left stopped or scaled to 0, brought back now.
@@ -228,6 +240,7 @@ def main() -> None:
         restore_volumes={"type": "bool", "default": True},
         restore_dumps={"type": "bool", "default": True},
         force={"type": "bool", "default": False},
+        existing={"type": "str", "choices": ["replace", "keep"], "default": "replace"},
         verify={"type": "bool", "default": True},
         converge_timeout={"type": "int", "default": 300},
         stop_timeout={"type": "int", "default": 30},
@@ -260,9 +273,17 @@ def main() -> None:
             repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
             result["snapshot_id"] = manifest["id"]
             stacks = pick_stacks(swarm_section(manifest), params["stacks"])
+
+            def deployed(name: str) -> bool:
+                try:
+                    return bool(client.api.services(filters={"label": f"com.docker.stack.namespace={name}"}))
+                except DockerException:
+                    return False  # not a swarm manager (yet): nothing is deployed
+
+            keep = [s["name"] for s in stacks if params["existing"] == "keep" and deployed(s["name"])]
             if module.check_mode:
                 result["plan"] = [{
-                    "stack": s["name"],
+                    "stack": s["name"], "action": "present" if s["name"] in keep else "rebuild",
                     "source": "compose" if (s.get("compose") or {}).get("files") and params["source"] != "specs"
                     else "specs",
                     "volumes": sorted(u["id"] for u in manifest.get("units") or []
@@ -270,7 +291,7 @@ def main() -> None:
                     "dumps": sorted(u["id"] for u in manifest.get("units") or []
                                     if u.get("object") and u["kind"] == "database" and stack_of_unit(u, s)),
                 } for s in stacks]
-                result["changed"] = True
+                result["changed"] = any(p["action"] == "rebuild" for p in result["plan"])
                 module.exit_json(**result)
             result["swarm"] = ensure_swarm(client, params["advertise_addr"], params["listen_addr"])
             result["changed"] = result["swarm"] == "initialized"
@@ -280,9 +301,13 @@ def main() -> None:
                                    converge_timeout=params["converge_timeout"])
             os.makedirs(params["compose_dir"], mode=0o700, exist_ok=True)
             for stack in stacks:
+                if stack["name"] in keep:
+                    result["stacks"].append({"stack": stack["name"], "action": "present"})
+                    continue
                 result["changed"] = True
-                result["stacks"].append(rebuild.rebuild(manifest, stack, params["source"], environment,
-                                                        params["restore_volumes"], params["restore_dumps"]))
+                result["stacks"].append(dict(rebuild.rebuild(manifest, stack, params["source"], environment,
+                                                             params["restore_volumes"], params["restore_dumps"]),
+                                             action="rebuilt"))
     except UnsafeArchive as exc:
         module.fail_json(msg=f"refused: an archive of the snapshot is unsafe to extract ({exc})", **result)
     except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError) as exc:

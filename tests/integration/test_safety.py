@@ -125,7 +125,7 @@ def test_a_forced_restore_never_replaces_system_trees_and_compares_by_components
 # --------------------------------------------------------------------------------------------
 # 2. killed or stopped during a long stop
 # --------------------------------------------------------------------------------------------
-STOP_TIMEOUT = 8
+STOP_TIMEOUT = 15  # long enough that the repair run starts inside it, also on a loaded machine
 
 
 def start_stopping_run(lab, vol: str, app: str, repo: str) -> tuple[Background, int]:

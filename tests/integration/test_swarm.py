@@ -208,8 +208,8 @@ def test_encrypted_snapshot_keeps_the_swarm_objects_for_prune_copy_and_rebuild(e
     plan = run_module("swarm_rebuild", check=True, docker_host=engine.url, repository=copy,
                       encryption_identity=key)
     assert plan["snapshot_id"] == snap["snapshot_id"]
-    assert plan["plan"] == [{"stack": STACK, "source": "compose", "volumes": [f"volume:{STACK}_traefik-data"],
-                             "dumps": []}]
+    assert plan["plan"] == [{"stack": STACK, "action": "rebuild", "source": "compose",
+                             "volumes": [f"volume:{STACK}_traefik-data"], "dumps": []}]
     no_key = run_module("swarm_rebuild", check=True, expect_fail=True, docker_host=engine.url, repository=copy)
     assert "identity" in no_key["msg"], no_key["msg"]
 
@@ -350,6 +350,54 @@ def test_the_restore_role_brings_back_redis_with_appendonly_and_checks_services_
     assert journals(env["state"]) == []
 
 
+def test_dr_rebuild_brings_the_swarm_host_back_from_the_newest_backup_and_again_changes_nothing(env):
+    """playbooks/dr_rebuild.yml on a fresh engine, naming no snapshot: 'latest' is the newest
+    complete backup, never the pre-restore snapshot the restore role's test took (which is newer);
+    the databases step leaves the swarm tasks' dumps to the swarm step; PostGIS rows, Redis lists
+    (appendonly on) and sets, and the shared volume's files come back; a second run changes nothing
+    and makes no new volume."""
+    stack = env["stack"]
+    listing = run_module("snapshot_info", repository=env["repo"])
+    newest = listing["snapshots"][0]
+    assert "pre-restore" in newest["tags"], "the restore role's test should have left a pre-restore snapshot"
+    assert listing["latest"] == env["snapshot"], listing["latest"]
+    host = newest["host"]
+    want_geometries = stack.engine.geometries()
+    report_dir = os.path.join(env["tmp"], "dr-report")
+    args = {"lifeboat_repository": env["repo"], "dr_rebuild_lost_host": host, "dr_rebuild_install_engine": False,
+            "dr_rebuild_report_dir": report_dir, "dr_rebuild_wait_timeout": 240,
+            "dr_rebuild_swarm_advertise_addr": "127.0.0.1",
+            "dr_rebuild_swarm_compose_dir": os.path.join(env["tmp"], "dr-stacks")}
+
+    def dr_rebuild(fresh: SwarmEngine) -> tuple[subprocess.CompletedProcess, dict]:
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/dr_rebuild.yml",
+                               "-e", json.dumps(dict(args, lifeboat_docker_host=fresh.url))], capture_output=True,
+                              text=True, cwd=ROOT, timeout=1500, env=dict(_ansible_env(), ANSIBLE_STDOUT_CALLBACK="default"),
+                              check=False)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        with open(os.path.join(report_dir, f"report-{host}.json"), encoding="utf-8") as fh:
+            return proc, json.load(fh)
+
+    with SwarmEngine(init=False) as fresh:
+        fresh.load_images()
+        _proc, report = dr_rebuild(fresh)
+        assert report["snapshot_id"] == env["snapshot"]
+        fresh.wait_running()
+        fresh.wait_postgres()
+        fresh.wait_redis()
+        assert fresh.geometries() == want_geometries
+        assert fresh.queues() == QUEUES, "Redis lists came back out of order"
+        assert fresh.sets() == SETS
+        assert fresh.redis("CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+        assert MapStack(fresh).instances() == env["instances_v1"]
+        volumes = sorted(v.name for v in fresh.client.volumes.list())
+        again, report2 = dr_rebuild(fresh)
+        assert report2["changed_steps"] == [], report2["changed_steps"]
+        assert sorted(v.name for v in fresh.client.volumes.list()) == volumes, "the second run made new volumes"
+        assert fresh.queues() == QUEUES and fresh.geometries() == want_geometries
+        assert "changed=0" in again.stdout, again.stdout[-3000:]
+
+
 # --------------------------------------------------------------------------------------------
 # the full rebuild on a fresh engine
 # --------------------------------------------------------------------------------------------
@@ -363,7 +411,7 @@ def test_full_rebuild_on_a_fresh_engine(env):
         fresh.load_images()
         plan = run_module("swarm_rebuild", check=True, docker_host=fresh.url, repository=env["repo"],
                           snapshot=env["snapshot"])
-        assert plan["plan"] == [{"stack": STACK, "source": "compose",
+        assert plan["plan"] == [{"stack": STACK, "action": "rebuild", "source": "compose",
                                  "volumes": [f"volume:{STACK}_instance-data", f"volume:{STACK}_traefik-data"],
                                  "dumps": [f"db:{STACK}_db", f"db:{STACK}_redis"]}]
         compose_dir = os.path.join(env["tmp"], "stacks")
