@@ -50,7 +50,8 @@ def journal_dir() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None when
+    it is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -58,6 +59,8 @@ def process_start(pid: int) -> str | None:
         return None
     # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
     fields = data[data.rfind(b")") + 2:].split()
+    if fields and fields[0] in (b"Z", b"X"):
+        return None  # a zombie (killed, not reaped yet: its parent died too and nobody reaps) runs no more
     return fields[19].decode() if len(fields) > 19 else None
 
 

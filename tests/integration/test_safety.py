@@ -310,7 +310,7 @@ def test_the_staging_tree_of_a_killed_restore_is_removed_by_the_next_run(lab):
     # Any module's next run removes it, even one that talks to no engine (prune).
     pruned = run_module("snapshot_prune", repository=repo, keep_last=5)
     mine = [r for r in pruned["repaired"] if r.get("staging") == staging]
-    assert mine and mine[0]["result"] == "removed", pruned["repaired"]
+    assert mine and mine[0]["result"] == "removed", (pruned["repaired"], journal_entries(lab))
     assert not os.path.exists(staging)
     assert lab.journals() == []
 
