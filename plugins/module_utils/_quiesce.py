@@ -49,6 +49,13 @@ def journal_dir() -> str:
     return os.path.join(state_dir(), "journal")
 
 
+def own_state_dirs() -> list[str]:
+    """lifeboat's own bookkeeping on the host (the journal, the locks): never captured, never
+    restored over. The rest of the state directory may hold data lifeboat keeps for the user
+    (the cert_safekeeping role's bundle), which is captured like any other."""
+    return [journal_dir(), os.path.join(state_dir(), "locks")]
+
+
 def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None when
     it is gone or a zombie."""

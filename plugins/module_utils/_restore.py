@@ -26,7 +26,7 @@ from typing import Any
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, compare_tree, extract
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import STAGING_PREFIX, Journal, Quiesced, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import STAGING_PREFIX, Journal, Quiesced, own_state_dirs
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     resolve_lexically,
     resolved,
@@ -109,7 +109,7 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
         # Compared as given and as resolved (symbolic links in its parents), by path components.
         for candidate in dict.fromkeys((target, resolved(target))):
             why = restore_refusal(candidate, docker_root=raw.get("docker_root"), repository=repository,
-                                  state_dir=resolved(state_dir()))
+                                  own_dirs=[resolved(d) for d in own_state_dirs()])
             if why:
                 raise RestoreError(f"refusing to restore {unit['id']} into {target_path or target}: {why}")
         plan["file"] = is_file_unit(unit)
@@ -151,10 +151,11 @@ def plan_restore(unit: dict[str, Any], raw: dict[str, Any], target_volume: str |
             real = resolved(where)
             if plan["bind_volume"]:
                 why = restore_refusal(real, docker_root=raw.get("docker_root"), repository=repository,
-                                      state_dir=resolved(state_dir()))
+                                      own_dirs=[resolved(d) for d in own_state_dirs()])
                 if why:
                     raise RestoreError(f"refusing to restore {unit['id']} into volume {target} (bound to {where}): {why}")
-            for what, tree in (("the repository", repository), ("lifeboat's state", resolved(state_dir()))):
+            for what, tree in [("the repository", repository)] + [("lifeboat's state", resolved(d))
+                                                                  for d in own_state_dirs()]:
                 if tree and (within(tree, real) or within(real, tree)):
                     raise RestoreError(f"refusing to restore {unit['id']} into volume {target}: its data directory "
                                        f"{where} holds or is in {what} ({tree}), which a restore never replaces; "

@@ -75,12 +75,13 @@ SYSTEM_FILE_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx
 
 
 def restore_refusal(target: str, *, docker_root: str | None = None, repository: str | None = None,
-                    state_dir: str | None = None, file: bool = False) -> str | None:
+                    own_dirs: list[str] | None = None, file: bool = False) -> str | None:
     """Why a restore may not replace TARGET (a resolved absolute path), or None.
 
     Refused: the root; a system tree or anything that holds one; anything in a pseudo filesystem
     tree; anything in the engine's data root (restore into a volume instead); the repository,
-    anything holding it or in it; lifeboat's own state and what holds it. FILE: TARGET is a file
+    anything holding it or in it; lifeboat's own state (OWN_DIRS: its journal and locks) and what
+    holds it. FILE: TARGET is a file
     unit's file, refused in the system's file trees and directly in /etc or /."""
     elsewhere = ("restore into a new directory instead (target_path: /srv/restore/NAME) and copy what you need "
                  "from there")
@@ -108,8 +109,9 @@ def restore_refusal(target: str, *, docker_root: str | None = None, repository: 
     if repository and (within(repository, target) or within(target, repository)):
         return (f"{target} {'holds' if within(repository, target) and repository != target else 'is in'} the "
                 f"repository {repository}, which a restore never replaces; {elsewhere}")
-    if state_dir and (within(state_dir, target) or within(target, state_dir)):
-        return f"{target} holds or is in lifeboat's own state directory {state_dir}; {elsewhere}"
+    for own in own_dirs or []:
+        if within(own, target) or within(target, own):
+            return f"{target} holds or is in lifeboat's own state ({own}); {elsewhere}"
     return None
 
 

@@ -31,7 +31,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpE
 from ansible_collections.lifeboat.docker.plugins.module_utils._hooks import plan_hooks, run_hooks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced, own_state_dirs
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     capture_refusal,
     covers,
@@ -103,8 +103,9 @@ def _norm_path(path: str) -> str:
 
 def own_files(repository_root: str | None) -> dict[str, str]:
     """What a capture never includes: {resolved path: what it is} of the local repository (None
-    for offsite stores) and lifeboat's state directory."""
-    out = {resolved(state_dir()): "lifeboat's state directory"}
+    for offsite stores) and lifeboat's own bookkeeping (journal, locks)."""
+    journal, locks = own_state_dirs()
+    out = {resolved(journal): "lifeboat's journal", resolved(locks): "lifeboat's locks"}
     if repository_root:
         out[resolved(repository_root)] = "the repository"
     return out

@@ -200,8 +200,9 @@ def test_a_repository_inside_a_captured_path_is_left_out_and_said_so(lab, monkey
         result = run_module("snapshot", repository=repo, paths=[data])
         unit = result["units"][f"path:{data}"]
         left = {item["path"]: item["reason"] for item in unit["left_out"]}
-        assert set(left) == {"backups", "lifeboat-state"}, left
-        assert "the repository" in left["backups"] and "lifeboat's state" in left["lifeboat-state"]
+        assert set(left) == {"backups", "lifeboat-state/journal", "lifeboat-state/locks"}, left
+        assert "the repository" in left["backups"] and "lifeboat's journal" in left["lifeboat-state/journal"]
+        assert "lifeboat's locks" in left["lifeboat-state/locks"]
         assert unit["files"] == 2
         sizes.append(unit["bytes"])
     assert sizes[0] == sizes[1], "the second capture must not hold the first"
@@ -209,10 +210,11 @@ def test_a_repository_inside_a_captured_path_is_left_out_and_said_so(lab, monkey
     failed = run_module("snapshot_restore", expect_fail=True, repository=repo, unit=f"path:{data}", force=True)
     assert "repository" in failed["msg"] and "target_path" in failed["msg"], failed["msg"]
     assert os.path.isdir(os.path.join(repo, "snapshots"))
-    # Restored elsewhere, it holds the data and neither the repository nor the state.
+    # Restored elsewhere, it holds the data and neither the repository nor the journal or locks.
     out = lab.tmpdir("out")
     run_module("snapshot_restore", repository=repo, unit=f"path:{data}", target_path=f"{out}/tree")
-    assert sorted(os.listdir(f"{out}/tree")) == ["app"]
+    assert sorted(os.listdir(f"{out}/tree")) == ["app", "lifeboat-state"]
+    assert os.listdir(f"{out}/tree/lifeboat-state") == []
 
 
 def test_the_root_and_kernel_filesystems_are_refused_before_anything_is_captured(lab):

@@ -30,19 +30,21 @@ def test_within_compares_whole_components():
     ("/dev/shm/x", "/dev"), ("/var/lib/docker/volumes/v/_data", "/var/lib/docker"),
     ("/data/docker", "/data/docker"), ("/data/docker/x", "/data/docker"), ("/data", "/data/docker"),
     ("/backup", "repository"), ("/backup/lifeboat/objects", "repository"), ("/var/lib/lifeboat/journal", "state"),
+    ("/var/lib/lifeboat/locks/x", "state"), ("/srv/st", "state"),
 ])
 def test_a_restore_never_replaces_the_system_its_engine_or_lifeboat(target, named):
     why = sf.restore_refusal(target, docker_root="/data/docker", repository="/backup/lifeboat",
-                             state_dir="/var/lib/lifeboat")
+                             own_dirs=["/var/lib/lifeboat/journal", "/var/lib/lifeboat/locks", "/srv/st/journal"])
     assert why and named in why, (target, why)
     assert "target_path" in why
 
 
 @pytest.mark.parametrize("target", ["/devdata/x", "/srv/app", "/etc/myapp", "/var/lib/mysql", "/home/u/data",
-                                    "/backup2", "/var/libx"])
+                                    "/backup2", "/var/libx", "/var/lib/lifeboat/cert-bundle"])
 def test_ordinary_targets_are_allowed(target):
+    # /var/lib/lifeboat/cert-bundle: data lifeboat keeps for the user (cert_safekeeping), not its bookkeeping
     assert sf.restore_refusal(target, docker_root="/var/lib/docker", repository="/backup/lifeboat",
-                              state_dir="/var/lib/lifeboat") is None
+                              own_dirs=["/var/lib/lifeboat/journal", "/var/lib/lifeboat/locks"]) is None
 
 
 def test_capture_refuses_the_root_and_kernel_filesystems():
