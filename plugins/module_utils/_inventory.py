@@ -26,6 +26,7 @@ from typing import Any
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import (
     annotate_units,
     inventory_section,
+    task_slot,
     validate_stack_policy,
 )
 
@@ -1066,8 +1067,7 @@ class _Planner:
         labels = ((self.containers.get(name) or {}).get("labels") or {})
         service = labels.get("com.docker.swarm.service.name")
         if service:
-            task = labels.get("com.docker.swarm.task.name") or name
-            slot = task[len(service) + 1:].split(".", 1)[0] if task.startswith(service + ".") else None
+            slot = task_slot(service, labels.get("com.docker.swarm.task.name") or name)
             keys += [f"db:{service}.{slot}"] if slot else []
             keys.append(f"db:{service}")
         return keys

@@ -241,10 +241,9 @@ def repair(client) -> list[dict[str, Any]]:
                 outcome["result"] = f"failed: {exc}"
                 pending.append(entry)
             repaired.append(outcome)
-        if client is None:
-            pending = list(reversed(doc.get("containers", [])))
-        if pending or staging:
-            doc["containers"] = list(reversed(pending))
+        if pending or staging or (client is None and doc.get("containers")):
+            if client is not None:
+                doc["containers"] = list(reversed(pending))
             doc["staging"] = staging
             _write_atomic(path, doc)
         else:

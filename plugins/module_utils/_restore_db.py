@@ -36,6 +36,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, task_container, task_slot
 
 PG_SYSTEM_DATABASES = ("postgres", "template0", "template1")
 MY_SYSTEM_DATABASES = ("mysql", "sys", "performance_schema", "information_schema")
@@ -132,8 +133,7 @@ def unit_service(unit: dict[str, Any]) -> tuple[str | None, str | None]:
     (None, None) for a plain container."""
     labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
     service = labels.get("com.docker.swarm.service.name")
-    task = labels.get("com.docker.swarm.task.name") or ""
-    slot = task[len(service) + 1:].split(".", 1)[0] if service and task.startswith(service + ".") else None
+    slot = task_slot(service, labels.get("com.docker.swarm.task.name") or "") if service else None
     return service, slot
 
 
@@ -284,18 +284,17 @@ def redis_method(settings: dict[str, str], name: str) -> str:
 def current_container(client, target: str, attrs: dict[str, Any], timeout: float = 120) -> str:
     """The container that runs TARGET's server now: TARGET itself, or, for a swarm task (which
     the quiesce replaced by scaling its service to 0 and back), the service's running task."""
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    service = labels.get("com.docker.swarm.service.id")
+    service = ((attrs.get("Config") or {}).get("Labels") or {}).get("com.docker.swarm.service.name")
     if not service:
         return target
     deadline = time.monotonic() + timeout
     while True:
-        running = sorted(c.name for c in client.containers.list(filters={"label": f"com.docker.swarm.service.id={service}"}))
-        if running:
-            return running[0]
-        if time.monotonic() > deadline:
-            raise DbRestoreError(f"no task of the swarm service of {target} runs again after the restore: see "
-                                 f"docker service ps {labels.get('com.docker.swarm.service.name', service)}")
+        try:
+            return task_container(client, service)
+        except SwarmError as exc:
+            if time.monotonic() > deadline:
+                raise DbRestoreError(f"no task of the swarm service of {target} runs again after the restore: "
+                                     f"{exc}") from exc
         time.sleep(0.5)
 
 

@@ -404,21 +404,13 @@ class SnapshotRun:
                 if reused:
                     bytes_read = 0
                     tar_warnings: list[str] = []
-                elif source["type"] == "file":
-                    writer = self.repo.new_object_writer()
-                    try:
-                        cap = capture(os.path.dirname(where), writer, self.level, tolerate_changes=(strategy == "live"),
-                                      xattrs=scan.xattrs, member=os.path.basename(where))
-                    except BaseException:
-                        writer.abort()
-                        raise
-                    cap["xattrs"] = scan.xattrs
-                    reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
-                    bytes_read = scan.bytes
-                    tar_warnings = cap["tar_warnings"]
                 else:
-                    # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking).
-                    scan, cap, writer = self._capture_walking(where, excludes, strategy, spool, walked=scan)
+                    # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking);
+                    # a file unit's was done already, and tar reads the one member ./NAME of its directory.
+                    member = os.path.basename(where) if source["type"] == "file" else None
+                    scan, cap, writer = self._capture_walking(os.path.dirname(where) if member else where,
+                                                              [] if member else excludes, strategy, spool,
+                                                              walked=scan, member=member)
                     reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
                     bytes_read = scan.bytes
                     tar_warnings = cap["tar_warnings"]
@@ -456,7 +448,7 @@ class SnapshotRun:
         return entry, result
 
     def _capture_walking(self, where: str, excludes: list[str], strategy: str, spool: IndexSpool,
-                         walked=None) -> tuple[Any, dict[str, Any], Any]:
+                         walked=None, member: str | None = None) -> tuple[Any, dict[str, Any], Any]:
         """tar | zstd of where into a new object writer, and walk() of the same tree: the walk
         runs while tar and zstd work (they leave the second core part idle), unless it was done
         already (walked). Returns (scan, capture result with "xattrs", writer), the writer
@@ -470,7 +462,7 @@ class SnapshotRun:
             writer = self.repo.new_object_writer()
             try:
                 return writer, capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
-                                       xattrs=xattrs, during=during)
+                                       xattrs=xattrs, during=during, member=member)
             except BaseException:
                 writer.abort()
                 raise

@@ -245,6 +245,11 @@ def inventory_section(raw: dict[str, Any], policy: dict[str, dict[str, Any]] | N
     return {"node": node_record(swarm), "services": public, "stacks": stacks_of(raw, services, policy)}
 
 
+def task_slot(service: str, task_name: str) -> str | None:
+    """The slot of a replicated task from its name (SERVICE.SLOT.TASKID), None when it has none."""
+    return task_name[len(service) + 1:].split(".", 1)[0] if task_name.startswith(service + ".") else None
+
+
 def db_unit_id(service: str, replicas: int | None, slot: Any) -> str:
     """The id of a database dumped from a task: the service names it (task containers come and go)."""
     if replicas is not None and replicas > 1 and slot:
@@ -279,8 +284,7 @@ def annotate_units(units: list[dict[str, Any]], raw: dict[str, Any]) -> None:
             labels = labels_of(unit["container"])
             service = labels.get(SERVICE_NAME_LABEL)
             if service:
-                task = labels.get(TASK_NAME_LABEL) or ""
-                slot = task[len(service) + 1:].split(".", 1)[0] if task.startswith(service + ".") else None
+                slot = task_slot(service, labels.get(TASK_NAME_LABEL) or "")
                 unit["service"] = service
                 unit["id"] = db_unit_id(service, replicas.get(service), slot)
 

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 from fixtures.dr_stacks import SelfHostedApp
-from fixtures.engine import ThrowawayEngine
-from test_dr_rebuild import Case
+# engines is a fixture: importing it makes pytest use it here
+from test_dr_rebuild import Case, engines  # noqa: F401 pylint: disable=unused-import
 
 from conftest import run_module
 
@@ -75,22 +75,6 @@ def workdir():
     path = Path(tempfile.mkdtemp(prefix="lbt-drill-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture()
-def engines():
-    made: list[ThrowawayEngine] = []
-
-    def new(*images: str) -> ThrowawayEngine:
-        eng = ThrowawayEngine().start()
-        made.append(eng)
-        for image in images:
-            eng.load_image(image)
-        return eng
-
-    yield new
-    for eng in made:
-        eng.stop()
 
 
 def test_the_runbook_rebuilds_the_host_when_its_blocks_run_in_order(engines, workdir, tmp_path, prefix):
