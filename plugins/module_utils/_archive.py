@@ -143,7 +143,8 @@ def has_xattrs(path: str) -> bool:
 
 def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], Any] | None = None,
          probe_xattrs: bool = False, fingerprint: bool = True,
-         on_xattrs: Callable[[], Any] | None = None) -> TreeScan:
+         on_xattrs: Callable[[], Any] | None = None,
+         substitutes: dict[str, str | None] | None = None) -> TreeScan:
     """Metadata of every entry below root (root included as '.'), sockets and excludes left out.
 
     Index lines are JSON arrays [path, kind, size, mode, uid, gid, mtime_s, link target], one a
@@ -154,9 +155,12 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
     always gives the same bytes). probe_xattrs: also tell (scan.xattrs) whether any entry has
     extended attributes (POSIX ACLs are some), one listxattr per entry until one is found;
     on_xattrs is called once, when the first is found. fingerprint=False: the fingerprint is not
-    computed (a verification needs only the index).
+    computed (a verification needs only the index). substitutes: {relative path: another file
+    whose metadata the entry takes (the online copy of a database, _sqlite.py), or None to leave
+    the entry out}; for what tar_create_command(extra=) puts into the archive instead.
     """
     excludes = list(excludes or [])
+    subst = substitutes or None
     scan = TreeScan(keep_index=sink is None)
     emit: Callable[[bytes], Any] = sink if sink is not None else scan.index.append  # type: ignore[union-attr]
     root_st = os.lstat(root)
@@ -194,7 +198,13 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                 erel = prefix + name
                 if excludes and _excluded(erel, excludes):
                     continue
-                st = lstat(name, dir_fd=dir_fd)
+                if subst is not None and erel in subst:
+                    other = subst[erel]
+                    if other is None:
+                        continue
+                    st = lstat(other)
+                else:
+                    st = lstat(name, dir_fd=dir_fd)
                 mode = st.st_mode
                 fmt = mode & 0o170000
                 link = None
@@ -214,7 +224,7 @@ def walk(root: str, excludes: list[str] | None = None, sink: Callable[[bytes], A
                     others += 1
                     if fmt == S_IFLNK:
                         link = readlink(name, dir_fd=dir_fd)
-                if probe and has_xattrs(dpath + name):
+                if probe and has_xattrs(dpath + name if subst is None else (subst.get(erel) or dpath + name)):
                     scan.xattrs, probe = True, False
                     if on_xattrs is not None:
                         on_xattrs()
@@ -454,19 +464,37 @@ def _stderr_text(fh) -> str:
     return text[-2000:]
 
 
+def rename_expression(name: str, rel: str) -> str:
+    """GNU tar --transform expression that gives the member ./NAME the path ./REL (sed syntax:
+    NAME is one of lifeboat's scratch names (letters, digits, "-" and "."), REL's backslashes,
+    ampersands and delimiters escaped)."""
+    source = "^\\./" + name.replace(".", "\\.") + "$"
+    target = "./" + rel.replace("\\", "\\\\").replace("&", "\\&").replace("|", "\\|")
+    return f"s|{source}|{target}|"
+
+
 def tar_create_command(src: str, excludes: list[str] | None = None, xattrs: bool = True,
-                       member: str | None = None) -> list[str]:
+                       member: str | None = None, extra: tuple[str, list[tuple[str, str]]] | None = None) -> list[str]:
     """xattrs=False leaves out --acls/--xattrs: for a tree walk() found without any extended
     attribute, where they would only cost tar two system calls per entry. member: capture only
-    this entry of SRC (a file unit: the file, as ./NAME), not the whole directory."""
+    this entry of SRC (a file unit: the file, as ./NAME), not the whole directory. extra:
+    (directory, [(file name there, member path it takes)]): files from another directory put in
+    the archive under another name (the online copies of SQLite databases, whose live files the
+    excludes leave out; the renaming is tar's --transform, which the excludes do not see)."""
+    tail: list[str] = []
+    transforms: list[str] = []
+    if extra:
+        tail = ["--directory", extra[0], *[f"./{name}" for name, _rel in extra[1]]]
+        transforms = [f"--transform={rename_expression(name, rel)}" for name, rel in extra[1]]
     return ["tar", "--create", "--file=-", "--format=posix", "--sparse", "--one-file-system", *TAR_RECORD,
-            "--numeric-owner", *(TAR_XATTRS if xattrs else []), "--directory", src,
-            *[f"--exclude={p}" for p in (excludes or [])], f"./{member}" if member else "."]
+            "--numeric-owner", *(TAR_XATTRS if xattrs else []), *transforms, "--directory", src,
+            *[f"--exclude={p}" for p in (excludes or [])], f"./{member}" if member else ".", *tail]
 
 
 def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
             threads: int = 0, tolerate_changes: bool = False, xattrs: bool = True,
-            during: Callable[[Callable[[], None]], Any] | None = None, member: str | None = None) -> dict[str, Any]:
+            during: Callable[[Callable[[], None]], Any] | None = None, member: str | None = None,
+            extra: tuple[str, list[tuple[str, str]]] | None = None) -> dict[str, Any]:
     """tar SRC | zstd -LEVEL into writer; returns sha256 and stored size of what was written.
 
     tar exiting 1 ("file changed as we read it") fails the capture unless tolerate_changes
@@ -481,7 +509,7 @@ def capture(src: str, writer, level: int = 3, excludes: list[str] | None = None,
     capture: the result then says "cancelled" and the writer holds nothing usable. An exception
     from during stops the capture and is raised.
     """
-    tar_cmd = tar_create_command(src, excludes, xattrs, member)
+    tar_cmd = tar_create_command(src, excludes, xattrs, member, extra)
     zstd_cmd = ["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"]
     if level > 19:
         zstd_cmd.insert(1, "--ultra")

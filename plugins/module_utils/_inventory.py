@@ -250,6 +250,12 @@ def _same_family(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and family.get(a, a) == family.get(b, b)
 
 
+def _sqlite_words(databases: list[str]) -> str:
+    names = ", ".join(databases[:5]) + (f" and {len(databases) - 5} more" if len(databases) > 5 else "")
+    return (f"SQLite database{'s' if len(databases) > 1 else ''} {names} copied with SQLite's online backup "
+            "API and checked with PRAGMA integrity_check")
+
+
 def marker_engine(scan: dict[str, Any] | None) -> tuple[str | None, str | None]:
     """(engine, relative place) from the on-disk markers a scan found, strongest first."""
     markers = (scan or {}).get("markers") or {}
@@ -830,6 +836,10 @@ class _Planner:
     def _plan_item(self, item, candidates, db_of_item, dump_tools, units) -> dict[str, Any]:
         unit = self._base_unit(item)
         scan = item["scan"]
+        # SQLite databases in a directory: named in every plan; a live capture copies them online.
+        sqlite = list(scan.get("sqlite") or []) if scan and scan.get("type") == "dir" else []
+        if sqlite:
+            unit["sqlite"] = sqlite
         key, entry = match_policy(self.policy, self._names(item))
         entry = entry or {}
         if key is not None:
@@ -929,6 +939,8 @@ class _Planner:
             return unit
         if strategy == "live":
             unit.update(strategy="live", reason=f"{how}: copied while in use{note}")
+            if sqlite:
+                unit["reason"] += "; " + _sqlite_words(sqlite)
             return unit
 
         # dump (asked for, or detected for a running database) ------------------------------
@@ -999,6 +1011,12 @@ class _Planner:
             unit.update(strategy="live", reason=(
                 f"mounted into database container(s) {', '.join(dumped)}, which are dumped "
                 f"rather than stopped; not their data directory, copied live{note}"))
+            return unit
+        if active_writers and sqlite and unit["engine"] == "sqlite":
+            unit.update(strategy="live", reason=(
+                f"SQLite data written by running container(s) {', '.join(active_writers)}: "
+                f"{_sqlite_words(sqlite)}, without stopping them; the other files are copied while "
+                f"in use (give it strategy stop if they must match the database exactly){note}"))
             return unit
         if active_writers:
             swarm = [w for w in active_writers if self.containers[w]["swarm"]

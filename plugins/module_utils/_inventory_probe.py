@@ -20,6 +20,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     build_inventory,
     database_candidates,
 )
+from ansible_collections.lifeboat.docker.plugins.module_utils._sqlite import is_database
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import read_swarm
 
 # Only this deep are on-disk markers (PG_VERSION, WiredTiger ...) looked for, and only this deep
@@ -27,7 +28,6 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import read
 MARKER_DEPTH = 3
 # Without sizes, the marker walk stops after this many entries so that it stays quick.
 SHALLOW_ENTRY_LIMIT = 20000
-SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 SQLITE_READ_LIMIT = 50
 SECRET_SUFFIXES = (".key", ".pem", ".crt", ".p12", ".pfx")
@@ -40,7 +40,7 @@ _MYSQL_FILES = frozenset(("ibdata1", "ib_logfile0", "mysql.ibd", "aria_log_contr
 def _empty_scan() -> dict[str, Any]:
     return {"exists": False, "type": None, "readable": None, "has_data": False,
             "size_bytes": None, "file_count": None, "markers": {}, "secret_files": [],
-            "sockets": [], "error": None}
+            "sockets": [], "sqlite": [], "error": None}
 
 
 def _file_type(mode: int) -> str:
@@ -69,12 +69,27 @@ def path_type(path: str) -> tuple[bool, str | None]:
     return True, _file_type(st.st_mode)
 
 
-def _is_sqlite(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(16) == SQLITE_HEADER
-    except OSError:
-        return False
+def sqlite_candidates(files: list[str]) -> list[str]:
+    """The names among FILES (one directory's regular files) that may be SQLite databases: by
+    their suffix, or because a rollback journal or write-ahead log of that name lies beside
+    them. Pure: the header decides (_sqlite.is_database)."""
+    present = set(files)
+    return [n for n in files if n.lower().endswith(SQLITE_SUFFIXES)
+            or f"{n}-wal" in present or f"{n}-journal" in present]
+
+
+def _sqlite_files(dirpath: str, rel: str, files: list[str], scan: dict[str, Any], reads: int) -> int:
+    """Adds to scan["sqlite"] (and the marker) the SQLite databases among one directory's FILES;
+    at most SQLITE_READ_LIMIT headers are read in a whole scan. Returns the reads so far."""
+    for name in sqlite_candidates(files):
+        if reads >= SQLITE_READ_LIMIT or len(scan["sqlite"]) >= LIST_LIMIT:
+            break
+        reads += 1
+        if is_database(os.path.join(dirpath, name)):
+            child_rel = f"{rel}/{name}" if rel else name
+            scan["sqlite"].append(child_rel)
+            scan["markers"].setdefault("sqlite", child_rel)
+    return reads
 
 
 def _dir_markers(names: set[str], dirs: set[str], rel: str, markers: dict[str, str]) -> None:
@@ -114,8 +129,9 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
             scan.update(size_bytes=st.st_size, file_count=1)
         if base.lower().endswith(SECRET_SUFFIXES) or base in SECRET_NAMES:
             scan["secret_files"] = [base]
-        if base.lower().endswith(SQLITE_SUFFIXES) and _is_sqlite(path):
+        if base.lower().endswith(SQLITE_SUFFIXES) and is_database(path):
             scan["markers"]["sqlite"] = base
+            scan["sqlite"] = [base]
         return scan
     if ftype != "dir":
         return scan
@@ -142,6 +158,7 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
             first = False
         names: set[str] = set()
         dirs: set[str] = set()
+        files_here: list[str] = []
         with iterator:
             for entry in iterator:
                 entries += 1
@@ -159,6 +176,8 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
                         continue
                     if entry.is_file(follow_symlinks=False):
                         count += 1
+                        if depth < MARKER_DEPTH:
+                            files_here.append(name)
                         if measure:
                             st = entry.stat(follow_symlinks=False)
                             if st.st_nlink > 1:
@@ -170,12 +189,6 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
                         if depth == 0 and (name.lower().endswith(SECRET_SUFFIXES) or name in SECRET_NAMES):
                             if len(scan["secret_files"]) < LIST_LIMIT:
                                 scan["secret_files"].append(name)
-                        if (depth < MARKER_DEPTH and "sqlite" not in scan["markers"]
-                                and name.lower().endswith(SQLITE_SUFFIXES)
-                                and sqlite_reads < SQLITE_READ_LIMIT):
-                            sqlite_reads += 1
-                            if _is_sqlite(entry.path):
-                                scan["markers"]["sqlite"] = child_rel
                         continue
                     if entry.is_symlink():
                         continue
@@ -186,6 +199,7 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
                     continue
         if depth < MARKER_DEPTH:
             _dir_markers(names, dirs, rel, scan["markers"])
+            sqlite_reads = _sqlite_files(dirpath, rel, files_here, scan, sqlite_reads)
         if not measure and entries > SHALLOW_ENTRY_LIMIT:
             break
     if measure:
@@ -193,6 +207,7 @@ def scan_path(path: str, measure: bool = True) -> dict[str, Any]:
         scan["file_count"] = count
     scan["secret_files"].sort()
     scan["sockets"].sort()
+    scan["sqlite"].sort()
     return scan
 
 

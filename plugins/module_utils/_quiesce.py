@@ -39,6 +39,8 @@ DEFAULT_STATE_DIR = "/var/lib/lifeboat"
 # Seconds the engine may take past a stop's timeout to kill the container and see it exit.
 STOP_MARGIN = 15
 STAGING_PREFIX = ".lifeboat-restore-"
+# Scratch space of a capture (the online copies of SQLite databases), in scratch_dir().
+SCRATCH_PREFIX = ".lifeboat-scratch-"
 
 
 def state_dir() -> str:
@@ -49,11 +51,15 @@ def journal_dir() -> str:
     return os.path.join(state_dir(), "journal")
 
 
+def scratch_dir() -> str:
+    return os.path.join(state_dir(), "scratch")
+
+
 def own_state_dirs() -> list[str]:
-    """lifeboat's own bookkeeping on the host (the journal, the locks): never captured, never
-    restored over. The rest of the state directory may hold data lifeboat keeps for the user
-    (the cert_safekeeping role's bundle), which is captured like any other."""
-    return [journal_dir(), os.path.join(state_dir(), "locks")]
+    """lifeboat's own bookkeeping on the host (the journal, the locks, the captures' scratch
+    space): never captured, never restored over. The rest of the state directory may hold data
+    lifeboat keeps for the user (the cert_safekeeping role's bundle), captured like any other."""
+    return [journal_dir(), os.path.join(state_dir(), "locks"), scratch_dir()]
 
 
 def process_start(pid: int) -> str | None:
@@ -159,7 +165,7 @@ def _wait_not_running(container, deadline: float) -> str:
 def _remove_staging(path: str) -> str:
     import shutil
 
-    if not os.path.basename(path).startswith(STAGING_PREFIX):
+    if not os.path.basename(path).startswith((STAGING_PREFIX, SCRATCH_PREFIX)):
         return "left alone (not a lifeboat staging directory)"
     if not os.path.lexists(path):
         return "gone"

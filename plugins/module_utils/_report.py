@@ -55,6 +55,17 @@ def _uses(users: list[dict[str, Any]]) -> str:
                      for u in users)
 
 
+def _sqlite_method(unit: dict[str, Any]) -> str:
+    strategy = unit["strategy"]
+    if strategy == "live":
+        return ("online backup (SQLite's backup API, checked with PRAGMA integrity_check) while "
+                "its application runs")
+    if strategy in ("stop", "pause"):
+        who = ", ".join(unit.get("containers") or []) or "its writers"
+        return f"file copy with {who} {'stopped' if strategy == 'stop' else 'paused'}"
+    return "not captured (" + strategy + ")"
+
+
 def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False) -> str:
     """The storage-concept Markdown for INVENTORY (a data_inventory result)."""
     containers = inventory.get("containers") or []
@@ -115,6 +126,14 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
     else:
         out.append("Nothing to capture: this host has no volumes and no bind-mounted data.")
     out.append("")
+    sqlite_rows = [[f"{_code(db)} in {u['kind'] if u['kind'] != 'path' else 'host path'} {_code(u['source'])}",
+                    _code(u["id"]), _sqlite_method(u)]
+                   for u in units for db in u.get("sqlite") or []]
+    if sqlite_rows:
+        out.append("### SQLite databases")
+        out.append("")
+        out.extend(_table(["Database", "Unit", "Captured by"], sqlite_rows))
+        out.append("")
 
     # Host paths ------------------------------------------------------------------------------
     out.append("## Host paths")

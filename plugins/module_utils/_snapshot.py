@@ -13,6 +13,8 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -31,7 +33,13 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpE
 from ansible_collections.lifeboat.docker.plugins.module_utils._hooks import plan_hooks, run_hooks
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced, own_state_dirs
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import (
+    SCRATCH_PREFIX,
+    Journal,
+    Quiesced,
+    own_state_dirs,
+    scratch_dir,
+)
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     capture_refusal,
     covers,
@@ -39,6 +47,14 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     nested_excludes,
     resolve_lexically,
     resolved,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._sqlite import (
+    SQLiteError,
+    backup_copy,
+    excludes_for,
+    is_database,
+    member_plan,
+    walk_substitutes,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import capture_swarm
@@ -104,8 +120,9 @@ def _norm_path(path: str) -> str:
 def own_files(repository_root: str | None) -> dict[str, str]:
     """What a capture never includes: {resolved path: what it is} of the local repository (None
     for offsite stores) and lifeboat's own bookkeeping (journal, locks)."""
-    journal, locks = own_state_dirs()
-    out = {resolved(journal): "lifeboat's journal", resolved(locks): "lifeboat's locks"}
+    journal, locks, scratch = own_state_dirs()
+    out = {resolved(journal): "lifeboat's journal", resolved(locks): "lifeboat's locks",
+           resolved(scratch): "lifeboat's scratch space"}
     if repository_root:
         out[resolved(repository_root)] = "the repository"
     return out
@@ -385,6 +402,11 @@ class SnapshotRun:
         quiesce = Quiesced(client, to_quiesce, journal, action, self.stop_timeout)
         reused = None
         scan = None
+        # SQLite databases that running containers write: each captured through an online copy
+        # (see _sqlite.py); their live files and side files are left out of tar's read.
+        copies, plain = member_plan(list(unit.get("sqlite") or [])) \
+            if strategy == "live" and source["type"] != "file" else ([], [])
+        scratch = None
         spool = IndexSpool()  # the index goes to a temporary file, not into memory
         try:
             with quiesce:
@@ -392,7 +414,9 @@ class SnapshotRun:
                 if source["type"] == "file":  # one file: its walk is one lstat, done first
                     scan = walk_file(os.path.dirname(where), os.path.basename(where), sink=spool.write,
                                      probe_xattrs=True)
-                if prev and prev.get("reuse_key") and prev.get("index") \
+                if copies:
+                    scratch = self._sqlite_copies(where, copies, plain, journal)
+                if prev and not copies and prev.get("reuse_key") and prev.get("index") \
                         and self.repo.has_object(prev["object"]) and self.repo.has_object(prev["index"]):
                     # An earlier capture may still hold: the walk's fingerprint decides, before any
                     # file's content is read, whether this one is needed at all.
@@ -408,9 +432,10 @@ class SnapshotRun:
                     # Nothing to reuse: the walk runs while tar and zstd capture (see _capture_walking);
                     # a file unit's was done already, and tar reads the one member ./NAME of its directory.
                     member = os.path.basename(where) if source["type"] == "file" else None
+                    sqlite_run = (scratch, copies) if copies else None
                     scan, cap, writer = self._capture_walking(os.path.dirname(where) if member else where,
                                                               [] if member else excludes, strategy, spool,
-                                                              walked=scan, member=member)
+                                                              walked=scan, member=member, sqlite=sqlite_run)
                     reuse = mf.reuse_key(scan.fingerprint, source, excludes, self.repo.recipients)
                     bytes_read = scan.bytes
                     tar_warnings = cap["tar_warnings"]
@@ -431,6 +456,9 @@ class SnapshotRun:
                 index = dict(iref, format="jsonl+zstd")
         finally:
             spool.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+                journal.unstage(scratch)
         seconds = round(time.monotonic() - started, 3)
         entry.update(
             object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,
@@ -445,10 +473,40 @@ class SnapshotRun:
         if left_out:
             entry["left_out"] = [{"path": i["path"], "reason": i["reason"]} for i in left_out]
             result["left_out"] = entry["left_out"]
+        if copies or plain:
+            entry["sqlite"] = result["sqlite"] = [
+                {k: c[k] for k in ("path", "method", "bytes", "journal_mode", "integrity", "reason") if k in c}
+                for c in sorted(copies + plain, key=lambda c: c["path"])]
         return entry, result
 
+    @staticmethod
+    def _sqlite_copies(where: str, copies: list[dict[str, Any]], plain: list[dict[str, Any]],
+                       journal: Journal) -> str:
+        """Online copies of the databases COPIES (under WHERE) in a new scratch directory (journalled:
+        a killed run's is removed by repair). A database gone or no longer SQLite moves to PLAIN.
+        Raises UnitFailed when a copy fails (the unit is not captured half consistent)."""
+        os.makedirs(scratch_dir(), mode=0o700, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX + "sqlite-", dir=scratch_dir())
+        journal.stage(scratch)
+        for c in list(copies):
+            live = os.path.join(where, c["path"])
+            if not is_database(live):
+                copies.remove(c)
+                plain.append({"path": c["path"], "method": "not captured",
+                              "reason": "gone or no longer an SQLite database when the capture began"})
+                continue
+            try:
+                c.update(backup_copy(live, os.path.join(scratch, c["scratch"])), method="online backup",
+                         integrity="ok")
+            except (SQLiteError, OSError) as exc:
+                raise UnitFailed(str(exc)) from exc
+        for c in plain:
+            c.setdefault("method", "copied as it is")
+        return scratch
+
     def _capture_walking(self, where: str, excludes: list[str], strategy: str, spool: IndexSpool,
-                         walked=None, member: str | None = None) -> tuple[Any, dict[str, Any], Any]:
+                         walked=None, member: str | None = None,
+                         sqlite: tuple[str, list[dict[str, Any]]] | None = None) -> tuple[Any, dict[str, Any], Any]:
         """tar | zstd of where into a new object writer, and walk() of the same tree: the walk
         runs while tar and zstd work (they leave the second core part idle), unless it was done
         already (walked). Returns (scan, capture result with "xattrs", writer), the writer
@@ -457,12 +515,22 @@ class SnapshotRun:
         tar must be told before it starts whether to capture extended attributes (asking for
         them costs tar two system calls per entry), and the walk is what finds them. So tar
         starts without them unless the root has some; when the walk finds one, the capture is
-        stopped at once and run again with them, after the walk (what was written is dropped)."""
+        stopped at once and run again with them, after the walk (what was written is dropped).
+
+        sqlite: (scratch directory, copies): databases whose online copies tar reads in place of
+        their live files (left out with their side files), and the walk indexes likewise."""
+        tar_excludes, extra, substitutes = excludes, None, None
+        if sqlite:
+            scratch, copies = sqlite
+            tar_excludes = excludes + excludes_for(copies)
+            extra = (scratch, [(c["scratch"], c["path"]) for c in copies])
+            substitutes = walk_substitutes(copies, scratch)
+
         def attempt(xattrs: bool, during=None) -> tuple[Any, dict[str, Any]]:
             writer = self.repo.new_object_writer()
             try:
-                return writer, capture(where, writer, self.level, excludes, tolerate_changes=(strategy == "live"),
-                                       xattrs=xattrs, during=during, member=member)
+                return writer, capture(where, writer, self.level, tar_excludes, tolerate_changes=(strategy == "live"),
+                                       xattrs=xattrs, during=during, member=member, extra=extra)
             except BaseException:
                 writer.abort()
                 raise
@@ -472,7 +540,8 @@ class SnapshotRun:
             return walked, dict(cap, xattrs=walked.xattrs), writer
         xattrs = has_xattrs(where)
         writer, cap = attempt(xattrs, lambda cancel: walk(where, excludes, sink=spool.write, probe_xattrs=True,
-                                                          on_xattrs=None if xattrs else cancel))
+                                                          on_xattrs=None if xattrs else cancel,
+                                                          substitutes=substitutes))
         walked = cap["during"]
         if walked.xattrs and not xattrs:  # found by the walk (the capture was stopped, or ended first)
             writer.abort()

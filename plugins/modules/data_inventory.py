@@ -389,6 +389,16 @@ units:
       description: From the policy or C(lifeboat.order), or V(null).
       type: int
       sample: 10
+    sqlite:
+      description:
+        - SQLite databases found in the unit (paths relative to it, by their header; WAL and journal files
+          tell databases without a suffix). With strategy V(live), the snapshot copies each with SQLite's
+          online backup API and checks the copy with C(PRAGMA integrity_check) while the application runs.
+        - Only present when the unit holds some.
+      type: list
+      elements: str
+      returned: when the unit holds SQLite databases
+      sample: ["db.sqlite3"]
     container:
       description: The database container (C(db:) units only).
       type: str

@@ -236,6 +236,14 @@ units:
     reused_from:
       description: Snapshot whose object was reused because nothing changed, or V(null).
       type: str
+    sqlite:
+      description:
+        - The unit's SQLite databases (live units only), each with C(path), C(method) (V(online backup), or
+          V(copied as it is) / V(not captured) with a C(reason)), and for online copies C(bytes),
+          C(journal_mode) and C(integrity) (V(ok) when the copy passed C(PRAGMA integrity_check)).
+      type: list
+      elements: dict
+      returned: when the unit holds SQLite databases
     failed:
       description: V(true) when the unit failed (see RV(failed_units)).
       type: bool

@@ -105,6 +105,7 @@ build_images() {
   build_image redis latest redis 12
   build_image nginx latest nginx 12
   build_image sshd latest sshd 12
+  build_image sqlite-app latest sqlite-app 12
   docker image prune -f --filter label=lifeboat.recipe >/dev/null
 }
 
