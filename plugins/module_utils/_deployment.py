@@ -176,6 +176,43 @@ def compose_projects(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def referenced_files(doc: Any, base_dir: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The files a compose file (parsed, DOC) names besides itself, which `compose up` on a new
+    host needs: services' env_file (secret), top-level secrets with a file (secret) and configs
+    with a file. Paths are absolute (relative ones from BASE_DIR, the compose file's directory).
+    Returns (files [{path, secret, what}], problems). Pure."""
+    files: list[dict[str, Any]] = []
+    problems: list[str] = []
+
+    def add(value: Any, secret: bool, what: str, optional: bool = False) -> None:
+        if not isinstance(value, str) or not value:
+            problems.append(f"{what}: {value!r} is not a file path")
+            return
+        if "$" in value:
+            problems.append(f"{what}: {value} depends on variables; it is not captured (put it on the new host "
+                            "by hand)")
+            return
+        path = os.path.normpath(os.path.join(base_dir, value))
+        if not any(f["path"] == path for f in files):
+            files.append({"path": path, "secret": secret, "what": what, "optional": optional})
+
+    if not isinstance(doc, dict):
+        return files, problems
+    for name, service in sorted((doc.get("services") or {}).items()) if isinstance(doc.get("services"), dict) else []:
+        env_file = (service or {}).get("env_file") if isinstance(service, dict) else None
+        for item in ([env_file] if isinstance(env_file, str) else env_file or []):
+            if isinstance(item, dict):  # the long form: {path: ..., required: false}
+                add(item.get("path"), True, f"env_file of service {name}", optional=item.get("required") is False)
+            else:
+                add(item, True, f"env_file of service {name}")
+    for section, secret in (("secrets", True), ("configs", False)):
+        entries = doc.get(section)
+        for name, entry in sorted(entries.items()) if isinstance(entries, dict) else []:
+            if isinstance(entry, dict) and entry.get("file"):
+                add(entry["file"], secret, f"{section[:-1]} {name}")
+    return files, problems
+
+
 def env_file_paths(project: dict[str, Any]) -> list[str]:
     """The .env files a project reads: the recorded environment files, else WORKING_DIR/.env."""
     paths = list(project.get("environment_files") or [])
@@ -282,12 +319,43 @@ class DeploymentCapture:
         entry.update(object=ref, mode=f"{st.st_mode & 0o7777:04o}", uid=st.st_uid, gid=st.st_gid)
         return entry
 
+    def _referenced(self, proj: dict[str, Any]) -> list[dict[str, Any]]:
+        """The files the project's compose files name (referenced_files), each once."""
+        try:
+            import yaml  # Debian's python3-yaml (the docker_engine role installs it)
+        except ImportError:
+            self.problems.append(f"compose project {proj['name']}: the files its compose files name (env_file, "
+                                 "secrets, configs) were not looked for: install python3-yaml on this host")
+            return []
+        seen = set(proj["config_files"]) | set(env_file_paths(proj))
+        refs: list[dict[str, Any]] = []
+        for path in proj["config_files"]:
+            try:
+                doc = yaml.safe_load(_read_small(path))
+            except (OSError, DeploymentError, yaml.YAMLError) as exc:
+                self.problems.append(f"compose project {proj['name']}: {path} could not be read for the files it "
+                                     f"names ({str(exc).splitlines()[0]})")
+                continue
+            files, problems = referenced_files(doc, os.path.dirname(path))
+            self.problems.extend(f"compose project {proj['name']}: {p}" for p in problems)
+            for ref in files:
+                if ref["path"] not in seen:
+                    seen.add(ref["path"])
+                    refs.append(ref)
+        return refs
+
     def projects(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for proj in compose_projects(specs):
             proj["files"] = [self._file_entry(p, secret=False) for p in proj["config_files"]]
             proj["env_files"] = [e for e in (self._file_entry(p, secret=True) for p in env_file_paths(proj))
                                  if "missing" not in e or proj.get("environment_files")]
+            for ref in self._referenced(proj):
+                entry = self._file_entry(ref["path"], secret=ref["secret"])
+                entry["what"] = ref["what"]
+                if entry.get("missing") and ref["optional"]:
+                    continue
+                (proj["env_files"] if ref["secret"] else proj["files"]).append(entry)
             for entry in proj["files"]:
                 if entry.get("missing"):
                     self.problems.append(f"compose project {proj['name']}: {entry['path']} {entry['missing']}")
@@ -295,6 +363,9 @@ class DeploymentCapture:
                 if entry.get("left_out"):
                     self.left_out.append(f"{entry['path']} of compose project {proj['name']} (the snapshot is not "
                                          "encrypted; give its content to the rebuild as dr_rebuild_compose_env)")
+                elif entry.get("missing"):
+                    self.problems.append(f"compose project {proj['name']}: {entry['path']} ({entry.get('what')}) "
+                                         f"{entry['missing']}")
             out.append(proj)
         return out
 

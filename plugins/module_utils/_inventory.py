@@ -21,6 +21,7 @@ import fnmatch
 import heapq
 import posixpath
 import re
+import signal
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import (
@@ -248,6 +249,19 @@ def _env_value(attrs: dict[str, Any], key: str) -> str | None:
 def _same_family(a: str | None, b: str | None) -> bool:
     family = {"mariadb": "mysql", "mysql": "mysql"}
     return a is not None and b is not None and family.get(a, a) == family.get(b, b)
+
+
+def signal_number(name: str) -> int | None:
+    """The number of a stop signal as the engine takes it ("SIGTERM", "TERM", "15"), or None."""
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        return None
 
 
 def _sqlite_words(databases: list[str]) -> str:
@@ -813,6 +827,7 @@ class _Planner:
             self._plan_db_without_mount(name, engine, dump_tools, units)
 
         volumes_out = self._volumes_out()
+        self._slow_stops(units)
         self._policy_findings()
         undeclared = self._undeclared(units)
         return {
@@ -826,6 +841,48 @@ class _Planner:
                                                              f["subject"], f["message"])),
             "undeclared": undeclared,
         }
+
+    def _slow_stops(self, units: dict[str, dict[str, Any]]) -> None:
+        """Stop units whose containers' main process ignores its stop signal: `docker stop` then
+        waits the whole timeout before it kills them, and that wait is downtime. Said in the unit's
+        reason and as a finding, with what to do, unless a lifeboat.stop_timeout label is set."""
+        warned: set[str] = set()
+        for unit in units.values():
+            if unit["strategy"] != "stop":
+                continue
+            slow = [n for n in unit.get("containers") or [] if self.ignores_stop_signal(n)]
+            if not slow:
+                continue
+            unit["reason"] += (f"; {', '.join(slow)} ignore{'s' if len(slow) == 1 else ''} the stop signal, so each "
+                               "stop waits the whole stop timeout before the engine kills it")
+            for name in slow:
+                if name in warned:
+                    continue
+                warned.add(name)
+                sig = self.stop_signal(name)
+                self.finding("stop_signal_ignored", "warning", name,
+                             f"the main process of {name} has no handler for {sig} (PID 1 of a container "
+                             f"ignores signals it does not handle): stopping it for a backup waits the whole "
+                             f"stop timeout (30 s unless told) and then kills it. Label it "
+                             f"lifeboat.stop_timeout=SECONDS (e.g. 5) to shorten the wait, give its data "
+                             f"strategy pause, or run it with an init (docker run --init, compose init: true)")
+
+    def stop_signal(self, name: str) -> str:
+        return str((self.attrs[name].get("Config") or {}).get("StopSignal") or "SIGTERM")
+
+    def ignores_stop_signal(self, name: str) -> bool:
+        """Whether NAME runs, in its own PID namespace, a main process without a handler for its
+        stop signal, and has no lifeboat.stop_timeout label. False when not known."""
+        attrs = self.attrs.get(name) or {}
+        mask = (self.raw.get("caught_signals") or {}).get(attrs.get("Id"))
+        number = signal_number(self.stop_signal(name))
+        if mask is None or number is None or number >= 64:
+            return False
+        if ((attrs.get("HostConfig") or {}).get("PidMode") or "") == "host":
+            return False  # not a namespace's init: the default action applies
+        if "lifeboat.stop_timeout" in ((attrs.get("Config") or {}).get("Labels") or {}):
+            return False
+        return not mask & (1 << (number - 1))
 
     def _base_unit(self, item: dict[str, Any]) -> dict[str, Any]:
         return {"id": item["id"], "kind": item["kind"], "source": item["source"],

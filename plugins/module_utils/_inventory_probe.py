@@ -240,7 +240,25 @@ def read_engine(client) -> dict[str, Any]:
     info = api.info()
     return {"containers": containers, "volumes": volumes, "networks": networks,
             "images": images, "host": info.get("Name") or "", "swarm": read_swarm(api, info),
-            "docker_root": info.get("DockerRootDir") or None}
+            "docker_root": info.get("DockerRootDir") or None,
+            "caught_signals": {c["Id"]: caught_signals((c.get("State") or {}).get("Pid"))
+                               for c in containers if (c.get("State") or {}).get("Running")}}
+
+
+def caught_signals(pid: Any) -> int | None:
+    """The mask of signals the process PID has a handler for (SigCgt in /proc/PID/status), or None
+    when it cannot be read. A container's main process is its namespace's init: the kernel drops
+    any signal it has no handler for, so a stop signal missing from this mask is ignored."""
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def scan_all(raw: dict[str, Any], measure: bool) -> dict[str, dict[str, Any]]:

@@ -62,6 +62,20 @@ def own_state_dirs() -> list[str]:
     return [journal_dir(), os.path.join(state_dir(), "locks"), scratch_dir()]
 
 
+STOP_TIMEOUT_LABEL = "lifeboat.stop_timeout"
+
+
+def stop_timeout_of(labels: dict[str, str] | None, default: int) -> int:
+    """The seconds `docker stop` gives a container before it kills it: its label
+    lifeboat.stop_timeout (a whole number of seconds, 0 to 3600) where it has a valid one, else
+    DEFAULT (the module's stop_timeout). Pure. For a main process that ignores its stop signal
+    (data_inventory warns of those), a short timeout is the whole downtime saved."""
+    value = (labels or {}).get(STOP_TIMEOUT_LABEL)
+    if value is not None and str(value).strip().isdigit() and int(str(value).strip()) <= 3600:
+        return int(str(value).strip())
+    return default
+
+
 def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None when
     it is gone or a zombie."""
@@ -294,16 +308,17 @@ class Quiesced:
                 if self.action == "pause" and container.status != "running":
                     continue
                 state = (container.attrs or {}).get("State") or {}
+                timeout = stop_timeout_of(container.labels, self.stop_timeout)
                 # Journalled before the engine is asked: a run killed during the stop is repaired
                 # by the next one, which waits for the stop to end (see repair()).
                 self.journal.record(container.id, container.name, self.action, was=container.status,
                                     started_at=state.get("StartedAt"),
-                                    deadline=time.time() + self.stop_timeout + STOP_MARGIN)
+                                    deadline=time.time() + timeout + STOP_MARGIN)
                 started = time.monotonic()
                 with deferred_signals():  # a SIGTERM now takes effect once the stop is done
                     self.quiesced.append((container, started))
                     if self.action == "stop":
-                        container.stop(timeout=self.stop_timeout)
+                        container.stop(timeout=timeout)
                     else:
                         container.pause()
             # Services were all asked to scale to 0 before any is waited for: services that share

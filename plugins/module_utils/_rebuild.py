@@ -598,6 +598,10 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
                 lines.append(f"mkdir -p {_q(posixpath.dirname(entry['path']))}")
                 if entry.get("object"):
                     lines.append(f"{_read(entry['object'])} > {_q(entry['path'])}")
+                    if entry.get("mode"):
+                        lines.append(f"chmod {entry['mode']} {_q(entry['path'])}")
+                    if entry.get("uid") is not None:
+                        lines.append(f"chown {entry['uid']}:{entry.get('gid', entry['uid'])} {_q(entry['path'])}")
                 else:
                     lines.append(f"# {entry['path']}: not in the snapshot ({entry.get('left_out') or entry.get('missing')})"
                                  " - write it from your password store")

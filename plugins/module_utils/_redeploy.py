@@ -446,7 +446,7 @@ class Rebuild:
                                    f"({entry.get('missing')}): put it there by hand and run again")
             if data is None:
                 continue
-            if _write_if_changed(entry["path"], data, int(entry.get("mode") or "0600", 8)):
+            if _write_if_changed(entry["path"], data, int(entry.get("mode") or "0600", 8), entry.get("uid"), entry.get("gid")):
                 written.append(entry["path"])
         argv = rb.compose_up_command(tool, proj, step["services"])
         proc = subprocess.run(argv, capture_output=True, env=compose_env(self.docker_host), check=False,
@@ -542,17 +542,26 @@ class Rebuild:
         return entry
 
 
-def _write_if_changed(path: str, data: bytes, mode: int) -> bool:
-    """Write PATH atomically unless it holds DATA already; True when written."""
+def _write_if_changed(path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> bool:
+    """Write PATH atomically unless it holds DATA already, and give it MODE and, when recorded, its
+    owner UID:GID (as it was on the lost host); True when anything changed."""
     try:
         with open(path, "rb") as fh:
-            if fh.read() == data:
-                return False
+            same = fh.read() == data
     except FileNotFoundError:
-        pass
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RebuildError(f"{path} in the snapshot is not UTF-8 text: write it by hand from the runbook") from None
-    write_atomic(path, text, default_mode=mode)
-    return True
+        same = False
+    if not same:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RebuildError(f"{path} in the snapshot is not UTF-8 text: write it by hand from the runbook") from None
+        write_atomic(path, text, default_mode=mode)
+    st = os.stat(path)
+    changed = not same
+    if st.st_mode & 0o7777 != mode:
+        os.chmod(path, mode)
+        changed = True
+    if uid is not None and gid is not None and (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+        changed = True
+    return changed

@@ -20,6 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Tests that read a repository directly import the collection from .venv/collections (linked to
+# this checkout by scripts/venv.sh), as the unit tests do.
+COLLECTIONS = ROOT / ".venv" / "collections"
+if COLLECTIONS.is_dir() and str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
 VENV_BIN = Path(sys.executable).parent
 # The modules' TMPDIR: Ansible unpacks each module into a payload directory there, which a module
 # killed on purpose (the SIGKILL tests) leaves behind; the session removes it all at its end.

@@ -7,9 +7,11 @@ made an empty directory of the missing file; a file of the system is never resto
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository
 from conftest import docker_cli, run_module
 from fixtures.lab import BUSYBOX, STOPPABLE, open_lab
 from fixtures.lab import Lab as BaseLab
@@ -124,3 +126,52 @@ def test_a_file_unit_is_never_restored_over_a_file_of_the_system(lab):
                             target_path=target, force=True)
         assert "file of the system" in failed["msg"] and "target_path" in failed["msg"], failed["msg"]
     assert os.stat("/etc/hosts").st_ino == before.st_ino and not os.path.exists(f"/etc/{lab.prefix}.conf")
+
+
+def test_files_a_compose_project_names_are_recorded_with_it(lab):
+    """A compose project (labels as compose sets them) whose compose file names an env_file, a
+    file-based secret and config and a variable path: the snapshot records the files with the
+    project (the secrets only when it is encrypted; otherwise left_out names them) and says what
+    it could not record."""
+    project_dir = lab.tmpdir("shop")
+    compose = os.path.join(project_dir, "compose.yml")
+    files = {"compose.yml": ("services:\n  web:\n    image: x\n    env_file: [web.env]\n"
+                             "  cron:\n    image: x\n    env_file: ${CRON_ENV}\n"
+                             "secrets:\n  db:\n    file: ./secrets/db.txt\n"
+                             "configs:\n  site:\n    file: conf/site.conf\n", 0o644),
+             "web.env": ("WEB_TOKEN=from-the-env-file\n", 0o640),
+             "secrets/db.txt": ("s3cret\n", 0o600), "conf/site.conf": ("listen 80;\n", 0o644)}
+    for rel, (text, mode) in files.items():
+        path = os.path.join(project_dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, mode)
+        os.chown(path, 1000, 33)
+    name = lab.name("shop-web-1")
+    lab.containers.append(name)
+    labels = {"com.docker.compose.project": lab.name("shop"), "com.docker.compose.service": "web",
+              "com.docker.compose.project.working_dir": project_dir,
+              "com.docker.compose.project.config_files": compose, "com.docker.compose.container-number": "1"}
+    docker_cli("run", "-d", "--name", name, *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
+               BUSYBOX, *STOPPABLE)
+    volume = lab.volume("data")[0]
+
+    plain = run_module("snapshot", repository=lab.repo(), volumes=[volume])
+    dep = plain["deployment"]
+    assert any("web.env" in t for t in dep["left_out"]) and any("db.txt" in t for t in dep["left_out"]), dep
+    assert any("${CRON_ENV} depends on variables" in t for t in dep["problems"]), dep
+
+    identity = os.path.join(lab.tmpdir("age"), "key.txt")
+    subprocess.run(["age-keygen", "-o", identity], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", identity], check=True, capture_output=True, text=True).stdout.strip()
+    repo = lab.repo("enc")
+    sealed = run_module("snapshot", repository=repo, volumes=[volume], encryption_recipients=[recipient])
+    assert not any("web.env" in t or "db.txt" in t for t in sealed["deployment"]["left_out"]), sealed["deployment"]
+    proj = Repository.open(repo, identity=identity).load_manifest(sealed["snapshot_id"], full=True)[
+        "deployment"]["compose_projects"][0]
+    recorded = {e["path"]: e for e in proj["files"] + proj["env_files"]}
+    for rel in ("compose.yml", "web.env", "secrets/db.txt", "conf/site.conf"):
+        entry = recorded[os.path.join(project_dir, rel)]
+        assert entry["object"] and entry["uid"] == 1000 and entry["gid"] == 33, entry
+        assert entry["mode"] == f"{files[rel][1]:04o}"

@@ -30,16 +30,12 @@ import time
 
 import pytest
 
-from conftest import ROOT, _ansible_env, run_module
+from conftest import COLLECTIONS, ROOT, _ansible_env, run_module
 from fixtures import trees
 from fixtures.s3server import MotoS3, Relay
 # lab is a fixture: importing it makes pytest use it here
 from test_snapshot import (  # noqa: F401 pylint: disable=unused-import
     Lab, ansible_command, assert_same_tree, lab, wait_for)
-
-COLLECTIONS = ROOT / ".venv" / "collections"
-if COLLECTIONS.is_dir() and str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _store_s3  # noqa: E402
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, open_store  # noqa: E402

@@ -18,6 +18,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import
     image_reuse_key,
     known_image_archives,
     network_record,
+    referenced_files,
 )
 
 
@@ -81,6 +82,31 @@ def test_compose_projects_from_labels():
     files = ["/srv/shop/compose.yml", "/srv/shop/override.yml"]
     assert projects[0]["name"] == "shop" and projects[0]["config_files"] == files
     assert projects[0]["services"][0]["depends_on"] == ["db"] and projects[0]["services"][0]["running"]
+
+
+def test_files_a_compose_file_names_are_found():
+    doc = {"services": {"web": {"env_file": "web.env"},
+                        "worker": {"env_file": ["common.env", "/etc/app/worker.env", "web.env",
+                                                {"path": "./extra.env", "required": False}]},
+                        "cron": {"env_file": "${ENV_DIR}/cron.env"}, "bad": "not a mapping"},
+           "secrets": {"db_password": {"file": "./secrets/db.txt"}, "ext": {"external": True}},
+           "configs": {"nginx": {"file": "conf/nginx.conf"}, "inline": {"content": "x"}}}
+    files, problems = referenced_files(doc, "/srv/shop")
+    assert [(f["path"], f["secret"], f["optional"]) for f in files] == [
+        ("/srv/shop/web.env", True, False),
+        ("/srv/shop/common.env", True, False), ("/etc/app/worker.env", True, False),
+        ("/srv/shop/extra.env", True, True),
+        ("/srv/shop/secrets/db.txt", True, False), ("/srv/shop/conf/nginx.conf", False, False)]
+    assert len(problems) == 1 and "${ENV_DIR}/cron.env depends on variables" in problems[0]
+    assert referenced_files("not a mapping", "/x") == ([], [])
+
+
+def test_runbook_puts_compose_files_back_with_owner_and_mode():
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"][0]["files"][0].update(mode="0640", uid=1000, gid=33)
+    man["deployment"]["containers"][0]["compose"] = {"project": "shop", "service": "web", "depends_on": []}
+    text = rb.runbook(man, "/var/backups/lifeboat")
+    assert "chmod 0640 /srv/shop/compose.yml" in text and "chown 1000:33 /srv/shop/compose.yml" in text
 
 
 def deployment_manifest() -> dict:
