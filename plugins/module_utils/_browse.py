@@ -222,8 +222,8 @@ def entry_dict(item: list[Any]) -> dict[str, Any]:
             "mtime": mtime, "link_target": link}
 
 
-def _time_text(seconds: int) -> str:
-    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+def _time_text(seconds: int, exact: bool = False) -> str:
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S" if exact else "%Y-%m-%d %H:%M")
 
 
 def _escaped(path: str) -> str:
@@ -252,9 +252,9 @@ def ls_line(entry: dict[str, Any]) -> str:
 def diff_line(change: str, entry: dict[str, Any]) -> str:
     """'+ path', '- path', or 'M path  (size 10 -> 12, mode 0644 -> 0600)'."""
     if change == "changed":
-        what = ", ".join(f"{name} {_time_text(old) if name == 'mtime' else old} -> "
-                         f"{_time_text(new) if name == 'mtime' else new}"
-                         for name, (old, new) in entry["changes"].items())
+        fields = sorted(entry["changes"].items(), key=lambda kv: kv[0] == "mtime")  # the time last
+        what = ", ".join(f"{name} {_time_text(old, True) if name == 'mtime' else old} -> "
+                         f"{_time_text(new, True) if name == 'mtime' else new}" for name, (old, new) in fields)
         return f"M {_escaped(entry['path'])}  ({what})"
     return f"{'+' if change == 'added' else '-'} {_escaped(entry['path'])}"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 import tracemalloc
 
@@ -164,4 +163,5 @@ def test_lines_a_person_reads():
     assert diff_line("added", entry) == "+ app/conf.yml" and diff_line("removed", entry) == "- app/conf.yml"
     changed = dict(entry, changes={"mode": ["0644", "0640"], "size": [10, 1234]})
     assert diff_line("changed", changed) == "M app/conf.yml  (mode 0644 -> 0640, size 10 -> 1234)"
-    assert stat.S_ISDIR(stat.S_IFDIR)
+    timed = dict(entry, changes={"mtime": [1_700_000_000, 1_700_000_001], "size": [1, 2]})
+    assert diff_line("changed", timed) == "M app/conf.yml  (size 1 -> 2, mtime 2023-11-14 22:13:20 -> 2023-11-14 22:13:21)"
