@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Prints what playbooks/browse.yml found, for a person at a terminal (scripts/lifeboat.sh ls, diff,
 # restore-file): reads ansible-playbook's JSON output (the ansible.posix.json callback) on stdin,
 # writes tables like `ls -l` and `diff` lines on stdout, failures on stderr (exit 1).
@@ -70,12 +69,13 @@ def main() -> int:
     for play in doc.get("plays", []):
         for task in play.get("tasks", []):
             name = task["task"]["name"]
+            job = name.rsplit("(", 1)[-1].rstrip(")")  # the playbook's tasks end in (ls), (diff), (restore-file)
             for host, res in task.get("hosts", {}).items():
                 if res.get("failed") or res.get("unreachable"):
                     failed += 1
                     print(f"{host}: {name} failed: {res.get('msg')}", file=sys.stderr)
-                elif name in SHOW and not res.get("skipped"):
-                    SHOW[name](host, res)
+                elif not res.get("skipped") and job in SHOW:
+                    SHOW[job](host, res)
     stats = doc.get("stats", {})
     if not failed and any(s.get("failures") or s.get("unreachable") for s in stats.values()):
         failed = 1

@@ -50,7 +50,7 @@ case "$job" in
       *) bad "give [SNAPSHOT_A] SNAPSHOT_B UNIT (without SNAPSHOT_A: the unit's snapshot before SNAPSHOT_B)" ;;
     esac ;;
   restore-file)
-    [ ${#words[@]} -ge 3 ] && [ ${#words[@]} -le 4 ] || bad "give SNAPSHOT UNIT PATH [DEST]"
+    if [ ${#words[@]} -lt 3 ] || [ ${#words[@]} -gt 4 ]; then bad "give SNAPSHOT UNIT PATH [DEST]"; fi
     browse=(browse_job restore_file browse_snapshot "${words[0]}" browse_unit "${words[1]}"
             browse_target "${words[3]:-}" -- "${words[2]}") ;;
   *) [ ${#words[@]} -eq 0 ] || bad "unexpected words: ${words[*]}" ;;
@@ -68,4 +68,4 @@ ANSIBLE_STDOUT_CALLBACK=ansible.posix.json ANSIBLE_LOAD_CALLBACK_PLUGINS=1 \
   "$top/.venv/bin/ansible-playbook" -i inventories/local "$playbook" "${extra[@]}" "$@" \
   | "$top/.venv/bin/python" "$top/scripts/browse_print.py"
 rc=("${PIPESTATUS[@]}")
-[ "${rc[1]}" -eq 0 ] && [ "${rc[0]}" -eq 0 ] || exit 1
+if [ "${rc[0]}" -ne 0 ] || [ "${rc[1]}" -ne 0 ]; then exit 1; fi

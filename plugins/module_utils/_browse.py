@@ -102,6 +102,12 @@ class _Desc(str):
     def __gt__(self, other: str) -> bool:  # type: ignore[override]
         return str.__lt__(self, other)
 
+    def __le__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__ge__(self, other)
+
+    def __ge__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__le__(self, other)
+
 
 def walk_key(path: str) -> tuple:
     """A sort key giving walk()'s order: the root first; a directory's entries together, by name,
@@ -131,22 +137,24 @@ class _Side:
             self.line = next(self._lines, None)
         self._item = self._key = None
 
-    @property
-    def item(self) -> list[Any]:
+    def _parse(self) -> tuple[list[Any], tuple]:
         if self._item is None:
             self._item = parse_line(self.line)  # type: ignore[arg-type]
             key = walk_key(self._item[0])
-            if self._last is not None and not self._last < key:
+            if self._last is not None and self._last >= key:
                 raise BrowseError(f"the index of {self.what} is not in the order lifeboat writes "
                                   f"({self._item[0]!r} comes after an entry it should precede): it was not written "
                                   "by lifeboat or is damaged")
             self._last = self._key = key
-        return self._item
+        return self._item, self._key  # type: ignore[return-value]
+
+    @property
+    def item(self) -> list[Any]:
+        return self._parse()[0]
 
     @property
     def key(self) -> tuple:
-        _ = self.item
-        return self._key  # type: ignore[return-value]
+        return self._parse()[1]
 
 
 def changed_fields(old: list[Any], new: list[Any]) -> dict[str, list[Any]]:

@@ -302,4 +302,3 @@ def workdir() -> str:
 def selection_summary(sel: Selection) -> dict[str, Any]:
     return {"restored": sel.count, "files": sel.files, "bytes": sel.bytes,
             "entries": [entry_dict(item) for item in sel.listing.items()], "entries_truncated": sel.listing.truncated}
-

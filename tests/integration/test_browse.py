@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -64,8 +65,7 @@ def scenario(lab, repo: str, extra: dict, run=run_module) -> dict:  # noqa: F811
     assert by_path[GONE] == {"path": GONE, "kind": "f", "size": len(GONE_BODY), "mode": "0640", "uid": 1000,
                              "gid": 1001, "mtime": by_path[GONE]["mtime"], "link_target": None}
     assert listed["matched"] == 3 and not listed["truncated"] and listed["snapshot_id"] == first
-    globbed = run("snapshot_files", repository=repo, snapshot=first, unit=unit, paths=["*.txt", "curr*"],
-                         **extra)
+    globbed = run("snapshot_files", repository=repo, snapshot=first, unit=unit, paths=["*.txt", "curr*"], **extra)
     assert [(e["path"], e["link_target"]) for e in globbed["entries"]] == [("current", "app"), (GONE, None)]
     latest = run("snapshot_files", repository=repo, unit=unit, **extra)
     assert latest["snapshot_id"] == second and GONE not in {e["path"] for e in latest["entries"]}
@@ -78,8 +78,7 @@ def scenario(lab, repo: str, extra: dict, run=run_module) -> dict:  # noqa: F811
     changed = {e["path"]: e["changes"] for e in diff["changed"]}
     assert changed[CHANGED]["size"] == [9, 25], changed
     assert set(changed) <= {CHANGED, "docs", "app", "."}, changed  # and the directories' times
-    narrowed = run("snapshot_diff", repository=repo, base=first, snapshot=second, unit=unit, paths=["app"],
-                          **extra)
+    narrowed = run("snapshot_diff", repository=repo, base=first, snapshot=second, unit=unit, paths=["app"], **extra)
     assert narrowed["counts"]["removed"] == 0 and [e["path"] for e in narrowed["changed"]] == [CHANGED]
 
     before = trees.scan_tree(data_dir)
@@ -179,5 +178,12 @@ def test_encrypted_sftp_repository(lab, sshd, key):  # noqa: F811
                           "lifeboat_encryption_identity": identity})
     out = lifeboat_sh("ls", got["first"], got["unit"], "docs/*.txt", "-e", options)
     assert out.rstrip().endswith(f" {GONE}") and "1 entries" in out, out
-    out = lifeboat_sh("restore-file", got["first"], got["unit"], "docs", "-e", options, "-e", "browse_force=true")
-    assert "restored 3 entries" in out, out
+    # and takes the SSH key, known_hosts and age identity as content (from a vault), as the roles do
+    as_content = json.dumps({"lifeboat_repository": repo,
+                             "lifeboat_encryption_identity_content": Path(identity).read_text(encoding="utf-8"),
+                             "lifeboat_store_secrets": {name: Path(path).read_text(encoding="utf-8")
+                                                        for name, path in snap_extra.items()}})
+    # into the default target, which holds docs/report.txt from the scenario: kept aside with force
+    out = lifeboat_sh("restore-file", got["first"], got["unit"], "docs", "-e", as_content, "-e", "browse_force=true")
+    assert "restored 3 entries" in out and f"kept aside (was in the way): {got['target']}/{GONE}.pre-restore-" in out, out
+    assert not any(line in out for line in sshd.secrets), "the private key reached the output"

@@ -70,7 +70,11 @@ def test_walk_key_is_the_order_walk_writes(tmp_path):
     lines = index_of(tmp_path)
     keys = [walk_key(p) for p in paths(lines)]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert all(a < b and b > a and a <= b and b >= a and not a >= b for a, b in zip(keys, keys[1:]))
     assert paths(lines)[0] == "."
+    # every line parsed and order-checked (nothing on the other side to skip it by): no complaint
+    assert [kind for kind, _item in diff_indexes(lines, [])] == ["removed"] * len(lines)
+    assert [kind for kind, _item in diff_indexes([], lines)] == ["added"] * len(lines)
 
 
 def test_diff_of_two_snapshots(tmp_path):
@@ -132,7 +136,7 @@ def test_diff_of_300000_entries_in_flat_memory():
     seconds = time.monotonic() - started
     assert changed.count == 300 and changed.truncated and len(changed.items()) == 100
     tracemalloc.start()
-    count = sum(1 for _ in diff_indexes(synthetic_index(10_000), synthetic_index(10_000, changed_every=1)))
+    count = sum(1 for _change in diff_indexes(synthetic_index(10_000), synthetic_index(10_000, changed_every=1)))
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"\ndiff of 2 x 300,000 index entries (300 changed): {seconds:.2f} s; 2 x 10,000 all changed: "
