@@ -711,8 +711,12 @@ def _default_acl(path: str) -> bool:
 
 
 def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bool = False,
-            xattrs: bool = True) -> dict[str, Any]:
+            xattrs: bool = True, members_file: str | None = None) -> dict[str, Any]:
     """Object bytes -> zstd -d -> TarChecker -> tar -x into dest (an empty staging directory).
+
+    members_file: extract only the members it names (NUL-separated, as the archive names them:
+    ./PATH), each by its exact name, a directory without its content; the whole object is
+    still read, checked and hashed.
 
     Raises UnsafeArchive (before the bad member reaches tar), ChecksumMismatch (at the end: the
     caller discards dest) or ArchiveError. Nothing outside dest is written. xattrs=False (the
@@ -727,6 +731,8 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
     xattrs = xattrs or _default_acl(dest)
     tar_cmd = ["tar", "--extract", "--file=-", "--same-permissions", "--same-owner", *TAR_RECORD, "--numeric-owner",
                *(TAR_XATTRS if xattrs else []), "--directory", dest]
+    if members_file:  # after --directory: tar applies it to the names that follow it
+        tar_cmd += ["--no-recursion", "--no-wildcards", "--null", "--verbatim-files-from", f"--files-from={members_file}"]
     object_fd = _regular_file_fd(reader)
     with tempfile.TemporaryFile() as tar_err, tempfile.TemporaryFile() as zstd_err:
         # A local object file is zstd's stdin itself, and a thread hashes it alongside with

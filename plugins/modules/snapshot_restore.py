@@ -35,6 +35,17 @@ description:
     with the count read from the dump at dump time."
   - The unit and the containers it stops are locked against other lifeboat runs (see
     M(lifeboat.docker.snapshot)); a run holding them longer than O(lock_timeout) is named in the error.
+  - "With O(paths), only the entries those paths name are restored (one file back), into a directory
+    that holds nothing live: O(target_path), by default C(/var/lib/lifeboat/restored/SNAPSHOT/UNIT)
+    (RV(target) says where). GNU tar extracts exactly those members, and the directories that hold
+    them, with owners, modes, extended attributes and ACLs, into a staging directory inside the
+    target, through the same checks as a whole restore; the staged entries are compared with the
+    index (RV(verified)); only then are they moved into place. No container is stopped. An entry
+    that exists in the target already (other than a directory, which is merged into) stops the
+    restore before anything is written, unless O(force=true): then it is renamed aside
+    (C(NAME.pre-restore-TIME), see RV(kept_aside)), never deleted. The target may not be a system
+    tree or in one (apart from lifeboat's own C(restored) directory), the repository, lifeboat's
+    state or the engine's data root. Database dump units are restored whole only."
 author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
@@ -78,6 +89,19 @@ options:
   target_path:
     description: Restore into this host directory instead (created if missing).
     type: path
+  paths:
+    description:
+      - Restore only these entries of the unit (files, directories with everything below them, or
+        shell wildcards as GNU tar's, C(*) also matching C(/)), relative to the unit's root as
+        M(lifeboat.docker.snapshot_files) lists them (C(app/config.yml), C(logs/*.log)), into
+        O(target_path) (default C(/var/lib/lifeboat/restored/SNAPSHOT/UNIT), below the state
+        directory C(LIFEBOAT_STATE_DIR) when set).
+      - Absolute paths and C(..) components are refused; a path that names nothing fails the
+        restore before anything is written, naming it.
+      - Not with O(target_volume) or O(target_container); not for database units.
+    type: list
+    elements: str
+    default: []
   target_container:
     description:
       - For database units, the running container to restore into (same engine); by default the
@@ -123,6 +147,19 @@ EXAMPLES = r"""
   lifeboat.docker.snapshot_restore:
     unit: db:postgres_db
     target_container: postgres_new
+
+- name: One file back from last night's snapshot, into /var/lib/lifeboat/restored/SNAPSHOT/volume_app_uploads
+  lifeboat.docker.snapshot_restore:
+    unit: volume:app_uploads
+    paths: [avatars/42.png]
+  register: restored   # restored.target: where it is
+
+- name: A directory and every log file of a host path, into a directory of your choice
+  lifeboat.docker.snapshot_restore:
+    snapshot: 20261120T020000Z-web1-3fa2c1
+    unit: path:/srv/app
+    paths: [config, "logs/*.log"]
+    target_path: /srv/restore/app-config
 
 - name: Restore a host path into another directory
   lifeboat.docker.snapshot_restore:
@@ -195,6 +232,25 @@ seconds:
   description: Seconds the restore took.
   returned: success
   type: float
+restored:
+  description: With O(paths), how many entries were restored (the directories that hold them included).
+  returned: success, with paths
+  type: int
+entries:
+  description: With O(paths), the entries restored (the first 1000 by path), as M(lifeboat.docker.snapshot_files) lists them.
+  returned: success, with paths
+  type: list
+  elements: dict
+entries_truncated:
+  description: With O(paths), whether more entries were restored than RV(entries) lists.
+  returned: success, with paths
+  type: bool
+kept_aside:
+  description: With O(paths) and O(force), where each existing entry that was in the way was renamed to.
+  returned: success, with paths
+  type: list
+  elements: str
+  sample: [/srv/restore/app-config/config/app.yml.pre-restore-20261122T113000Z]
 plan:
   description: In check mode, what would happen.
   returned: check mode
@@ -210,6 +266,8 @@ repaired:
   elements: dict
 """
 
+import os
+import shutil
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -222,7 +280,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, own_state_dirs, repair, state_dir
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
@@ -233,6 +291,15 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
     plan_restore,
     resolve_unit,
 )
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore_paths import (
+    PathRestore,
+    default_target,
+    selection_summary,
+    target_refusal,
+    workdir,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._browse import BrowseError
+from ansible_collections.lifeboat.docker.plugins.module_utils._safety import resolve_lexically, resolved
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
 
@@ -277,6 +344,48 @@ def restore_files(module, client, repo, raw, manifest, unit, result):
             manifest, unit, plan, params["force"], params["verify"], params["allow_devices"])
 
 
+def restore_paths(module, repo, raw, manifest, unit, result):
+    """Selected entries of a unit into a directory that holds nothing live (no container stopped)."""
+    params = module.params
+    if unit.get("kind") == "database":
+        module.fail_json(msg=f"{unit['id']} is a database dump: it is restored whole, into a running container; leave "
+                             "paths out (see target_container)", **result)
+    if params["target_volume"] or params["target_container"]:
+        module.fail_json(msg="paths restores into a directory: give target_path (or leave it out for "
+                             f"{os.path.join(state_dir(), 'restored')}/SNAPSHOT/UNIT), not target_volume or "
+                             "target_container; copy what you need from there", **result)
+    if not unit.get("object") or not unit.get("index"):
+        module.fail_json(msg=f"unit {unit['id']} holds no captured data to restore (strategy {unit.get('strategy')})",
+                         **result)
+    restored_root = os.path.join(state_dir(), "restored")
+    target = resolve_lexically(params["target_path"] or default_target(restored_root, manifest["id"], unit["id"]))
+    result.update(snapshot_id=manifest["id"], unit=unit["id"], target=target, target_type="path")
+    for candidate in dict.fromkeys((target, resolved(target))):
+        why = target_refusal(candidate, resolved(restored_root), docker_root=raw.get("docker_root"),
+                             repository=local_root(repo), own_dirs=[resolved(d) for d in own_state_dirs()])
+        if why:
+            raise RestoreError(f"refusing to restore paths of {unit['id']} into {target}: {why}")
+    if os.path.lexists(target) and (os.path.islink(target) or not os.path.isdir(target)):
+        raise RestoreError(f"target path {target} exists and is not a directory: give a directory with target_path")
+    runner = PathRestore(repo, unit, manifest)
+    scratch = workdir()
+    try:
+        with LockSet([f"target:path:{target}"], f"restore paths of {unit['id']} from {manifest['id']}",
+                     params["lock_timeout"]):
+            sel = runner.select(params["paths"], scratch)
+            in_the_way = runner.check_target(sel, target, params["force"])
+            if module.check_mode:
+                result["plan"] = {"target": target, "target_type": "path", "exists": os.path.isdir(target),
+                                  "in_the_way": in_the_way, "needs_force": bool(in_the_way), "stop": []}
+                result.update(selection_summary(sel), changed=True)
+                module.exit_json(**result)
+            outcome = runner.run(sel, target, params["force"], params["verify"], params["allow_devices"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    outcome["kept_aside"] = outcome.pop("previous")
+    return dict(outcome, previous=None, created=False, downtime={})
+
+
 def restore_database(module, client, repo, raw, manifest, unit, result):
     params = module.params
     if params["target_volume"] or params["target_path"]:
@@ -311,6 +420,7 @@ def main() -> None:
         target_volume={"type": "str"},
         target_path={"type": "path"},
         target_container={"type": "str"},
+        paths={"type": "list", "elements": "str", "default": []},
         force={"type": "bool", "default": False},
         verify={"type": "bool", "default": True},
         allow_devices={"type": "bool", "default": False},
@@ -339,14 +449,16 @@ def main() -> None:
             repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
             unit = resolve_unit(manifest, wanted)
             raw = read_engine(client)
-            if unit.get("kind") == "database":
+            if params["paths"]:
+                outcome = restore_paths(module, repo, raw, manifest, unit, result)
+            elif unit.get("kind") == "database":
                 outcome = restore_database(module, client, repo, raw, manifest, unit, result)
             else:
                 outcome = restore_files(module, client, repo, raw, manifest, unit, result)
     except UnsafeArchive as exc:
         module.fail_json(msg=f"refused: the archive of {result['unit']} is unsafe to extract ({exc}); "
                              "the target was not touched", **result)
-    except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError, LockTimeout) as exc:
+    except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError, LockTimeout, BrowseError) as exc:
         module.fail_json(msg=f"{exc} (the target was not touched unless this says otherwise)", **result)
     except DockerException as exc:
         module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
