@@ -16,8 +16,8 @@ description:
     O(ping_body) as the ping's body when given.
   - URLs carry credentials; they are never returned or printed as given (only scheme and host name),
     and errors are cleaned of them.
-  - The role lifeboat.docker.backup runs it on the controller (C(delegate_to: localhost)): a host that
-    is down cannot report itself, and the URLs stay on the controller.
+  - "The role lifeboat.docker.backup runs it on the controller (C(delegate_to: localhost)): a host that
+    is down cannot report itself, and the URLs stay on the controller."
 requirements:
   - apprise (Python library; Debian package C(apprise), PyPI C(apprise)) where the module runs, for O(urls)
 author:

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: lifeboat.docker developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """OnFailure helper of the role lifeboat.docker.schedule: tells that a scheduled run failed.
