@@ -36,11 +36,13 @@ def mask(url: str) -> str:
     token of tgram:// or the topic of ntfy://, is a secret too and is masked)."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
     except ValueError:
         return MASK
     scheme = parts.scheme or "?"
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # "host:port" that is no port, such as a Telegram bot token
+        return f"{scheme}://{MASK}/{MASK}"
     shown = host if ("." in host or host == "localhost" or ":" in host) else (MASK if host else "")
     if shown and port:
         shown += f":{port}"
@@ -60,6 +62,8 @@ def secrets_in(url: str) -> list[str]:
         if value:
             found.add(value)
             found.add(urllib.parse.unquote(value))
+    # the user, password and token parts of the network location, also where they are no valid port
+    found.update(piece for piece in re.split(r"[:@]", parts.netloc) if len(piece) >= 4 and "." not in piece)
     for segment in parts.path.split("/"):
         if len(segment) >= 4:
             found.add(segment)
