@@ -10,14 +10,19 @@
 #   bash scripts/lifeboat.sh restore-file SNAPSHOT UNIT PATH [DEST]  # one file (or directory) back
 #     SNAPSHOT: an id or latest; DEST: a new directory (default /var/lib/lifeboat/restored/...);
 #     nothing is overwritten unless -e browse_force=true. See docs/browse.md.
+#   bash scripts/lifeboat.sh schedule    # a systemd timer runs `lifeboat.sh backup` daily at 03:00
+#   bash scripts/lifeboat.sh schedule -e schedule_on_calendar='*-*-* 01:30' -e lifeboat_repository=/mnt/backup
+#   bash scripts/lifeboat.sh schedule -e schedule_state=absent                   # remove it
 #
+# schedule: the -e options go to the timer's role (schedule_*) and to every scheduled backup
+# (lifeboat_*); keep secrets in inventories/local/group_vars (vault), not on the command line.
 # Sets up .venv with the controller's requirements first when needed (scripts/venv.sh).
 # Extra arguments go to ansible-playbook, e.g. -e lifeboat_repository=/mnt/backup.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 job=${1:-}
 shift || true
-usage="usage: bash scripts/lifeboat.sh backup|restore|inventory [ansible-playbook options]
+usage="usage: bash scripts/lifeboat.sh backup|restore|inventory|schedule [ansible-playbook options]
        bash scripts/lifeboat.sh ls SNAPSHOT UNIT [PATH-or-GLOB...] [ansible-playbook options]
        bash scripts/lifeboat.sh diff [SNAPSHOT_A] SNAPSHOT_B UNIT [ansible-playbook options]
        bash scripts/lifeboat.sh restore-file SNAPSHOT UNIT PATH [DEST] [ansible-playbook options]"
@@ -25,6 +30,7 @@ case "$job" in
   backup) playbook=playbooks/backup.yml ;;
   restore) playbook=playbooks/restore.yml ;;
   inventory) playbook=playbooks/inventory_report.yml ;;
+  schedule) playbook=playbooks/schedule.yml ;;
   ls | diff | restore-file) playbook=playbooks/browse.yml ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
@@ -58,6 +64,13 @@ esac
 bash "$top/scripts/venv.sh" controller
 cd "$top"
 export ANSIBLE_CONFIG=$top/ansible.cfg
+if [ "$job" = schedule ]; then
+  # The timer runs this script's backup job for this checkout, with the same options.
+  timer_vars=$("$top/.venv/bin/python" -c 'import json, sys
+print(json.dumps({"schedule_command": sys.argv[2:], "schedule_working_directory": sys.argv[1]}))' \
+    "$top" bash "$top/scripts/lifeboat.sh" backup "$@")
+  set -- -e "$timer_vars" "$@"
+fi
 if [ "$playbook" != playbooks/browse.yml ]; then
   exec "$top/.venv/bin/ansible-playbook" -i inventories/local "$playbook" "$@"
 fi

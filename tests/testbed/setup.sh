@@ -98,6 +98,7 @@ build_images() {
   base_image trixie 13
   build_image debian-host 12 debian-host 12
   build_image debian-host 13 debian-host 13
+  build_from debian-control 13 debian-control lifeboat-test/debian-host:13   # its own control node
   build_image busybox latest busybox 12
   build_image postgres 15 postgres 12
   build_from postgis 15-3 postgis lifeboat-test/postgres:15   # PostGIS on the postgres recipe
