@@ -24,7 +24,14 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
 step_testbed() { bash tests/testbed/setup.sh; }
 step_venv() { bash scripts/venv.sh dev; }
-step_lint() { ansible-lint --offline; }
+# ansible-lint resolves lifeboat.docker from ~/.ansible/collections before ANSIBLE_COLLECTIONS_PATH,
+# and Molecule installs a copy of the collection there: a later lint would check new roles and
+# modules against that older copy. It runs with a home of its own, so it sees this checkout only.
+step_lint() {
+  local home=$top/build/lint-home
+  rm -rf "$home" && mkdir -p "$home"
+  HOME=$home ansible-lint --offline
+}
 step_changelog() { antsibull-changelog lint; }
 step_build() {
   local out=$top/build/dist tarball
