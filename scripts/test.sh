@@ -47,7 +47,8 @@ step_build() {
 }
 step_sanity() { bash scripts/sanity.sh; }
 step_unit() { pytest -q -p no:cacheprovider tests/unit; }
-step_integration() { pytest -q -p no:cacheprovider tests/integration; }
+# --durations: where the time goes, in the CI log (the suite must stay well under 45 minutes).
+step_integration() { pytest -q -p no:cacheprovider --durations=30 tests/integration; }
 step_molecule() {
   local scenario rc=0
   for scenario in molecule/*/molecule.yml; do

@@ -67,6 +67,13 @@ options:
       - For C(rclone://) repositories, the rclone configuration file that defines the remote.
         Falls back to E(RCLONE_CONFIG), then to rclone's default (C(~/.config/rclone/rclone.conf)).
     type: path
+  upload_limit:
+    description:
+      - The most bytes a second this module uploads into the repository (every store; the local one
+        too, e.g. on a network file system), so that a backup leaves room on the host's link for
+        the services it runs. A number of bytes, or with C(K), C(M) or C(G) (KiB, MiB, GiB), e.g.
+        V(512K) or V(10M); at least 1024. Without it, no limit.
+    type: str
 notes:
   - Journals of stopped containers live in C(/var/lib/lifeboat/journal) (or E(LIFEBOAT_STATE_DIR)).
     Every module that takes a repository and talks to the Docker engine first starts again the

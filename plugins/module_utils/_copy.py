@@ -32,7 +32,7 @@ def copy_object(source, target, sha: str, expected_size: int | None) -> int:
     key = mf.object_key(sha)
     digest = hashlib.sha256()
     size = 0
-    writer = target.store.open_writer()
+    writer = target.store.new_writer()
     try:
         with source.store.open_reader(key) as reader:
             while True:

@@ -28,6 +28,8 @@ REPOSITORY_ARGS: dict[str, dict[str, Any]] = {
     "ssh_known_hosts_file": {"type": "path"},
     # rclone stores
     "rclone_config": {"type": "path", "fallback": (env_fallback, ["RCLONE_CONFIG"])},
+    # every store: uploads no faster than this (bytes a second, or with K/M/G: 512K, 10M)
+    "upload_limit": {"type": "str"},
 }
 
 STORE_OPTION_NAMES = tuple(k for k in REPOSITORY_ARGS if k != "repository")

@@ -66,6 +66,61 @@ def _sqlite_method(unit: dict[str, Any]) -> str:
     return "not captured (" + strategy + ")"
 
 
+DIAGRAM_EDGE_LIMIT = 120
+
+
+def _mermaid_text(text: str) -> str:
+    return str(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def diagram(inventory: dict[str, Any]) -> list[str]:
+    """A Mermaid flowchart (GitHub and GitLab draw it) of containers, the volumes and host paths
+    they mount (read-write or read-only, at which path) and the unit each is captured by, with
+    its strategy; databases dumped from a container point at their dump unit. At most
+    DIAGRAM_EDGE_LIMIT mounts are drawn (the tables above hold them all). Pure."""
+    units = {u["id"]: u for u in inventory.get("units") or []}
+    lines = ["```mermaid", "flowchart LR"]
+    ids: dict[str, str] = {}
+
+    def node(key: str, shape: str) -> str:
+        if key not in ids:
+            ids[key] = f"n{len(ids)}"
+            lines.append(f"  {ids[key]}{shape}")
+        return ids[key]
+
+    edges = 0
+    stores = [("volume", v["name"], v.get("used_by") or []) for v in inventory.get("volumes") or []] + \
+             [("path", b["source"], b.get("used_by") or []) for b in inventory.get("binds") or []
+              if b.get("kind") == "data"]
+    skipped = 0
+    for kind, name, users in stores:
+        unit = units.get(f"{kind}:{name}")
+        strategy = unit["strategy"] if unit else "not planned"
+        label = _mermaid_text(f"{'volume' if kind == 'volume' else 'path'} {name}")
+        target = node(f"{kind}:{name}", f'[("{label}<br/>{strategy}")]')
+        if strategy == "skip":
+            lines.append(f"  class {target} skipped")
+        for use in users:
+            if edges >= DIAGRAM_EDGE_LIMIT:
+                skipped += 1
+                continue
+            source = node(f"container:{use['container']}", f'(["{_mermaid_text(use["container"])}"])')
+            lines.append(f"  {source} -- \"{'rw' if use.get('rw') else 'ro'} {_mermaid_text(use['destination'])}\" "
+                         f"--> {target}")
+            edges += 1
+    for unit in units.values():
+        if unit["kind"] == "database" and unit.get("container"):
+            source = node(f"container:{unit['container']}", f'(["{_mermaid_text(unit["container"])}"])')
+            target = node(unit["id"], f'[/"{_mermaid_text(unit["id"])}<br/>{unit["strategy"]}"/]')
+            lines.append(f"  {source} -- dump --> {target}")
+    lines.append("  classDef skipped stroke-dasharray: 5 5")
+    lines.append("```")
+    if skipped:
+        lines.append("")
+        lines.append(f"{skipped} more mounts are not drawn (the tables list every one).")
+    return lines
+
+
 def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False) -> str:
     """The storage-concept Markdown for INVENTORY (a data_inventory result)."""
     containers = inventory.get("containers") or []
@@ -134,6 +189,14 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
         out.append("")
         out.extend(_table(["Database", "Unit", "Captured by"], sqlite_rows))
         out.append("")
+
+    out.append("### Diagram")
+    out.append("")
+    out.append("Containers (rounded), the volumes and host paths they mount (cylinders: how each "
+               "is captured; dashed: not captured) and database dumps (slanted).")
+    out.append("")
+    out.extend(diagram(inventory))
+    out.append("")
 
     # Host paths ------------------------------------------------------------------------------
     out.append("## Host paths")

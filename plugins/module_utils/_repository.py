@@ -91,7 +91,7 @@ class Repository:
         return reader
 
     def new_object_writer(self):
-        inner = self.store.open_writer()
+        inner = self.store.new_writer()
         if not self.recipients:
             return inner
         try:

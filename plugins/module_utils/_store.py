@@ -45,10 +45,81 @@ class Writer:
         raise NotImplementedError
 
 
+class ThrottledWriter(Writer):
+    """A writer whose bytes go out no faster than RATE bytes a second (the option upload_limit),
+    so that a backup leaves the host's link to the services it runs. A token bucket holding one
+    second's worth: write() sleeps when more was given than the time since the first byte allows.
+
+    One throttle for every store, in Python, rather than each tool's own: lifeboat's SFTP client
+    speaks the protocol through `ssh -s sftp`, which has no limit of its own (only scp and sftp
+    have -l), and boto3 has none. A writer that would let zstd write straight into its file
+    (direct_target) is not offered: the bytes must pass write()."""
+
+    def __init__(self, inner: Writer, rate: float, clock=time.monotonic, sleep=time.sleep) -> None:
+        self.inner = inner
+        self.rate = float(rate)
+        self.clock, self.sleep = clock, sleep
+        self.start: float | None = None
+        self.sent = 0
+        self.waited = 0.0
+
+    def write(self, data: bytes) -> None:
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        self.sent += len(data)
+        due = self.start + max(0.0, self.sent - self.rate) / self.rate  # one second's burst
+        if due > now:
+            self.sleep(due - now)
+            self.waited += due - now
+        self.inner.write(data)
+
+    def commit(self, key: str, **kwargs) -> bool:
+        return self.inner.commit(key, **kwargs)
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_rate(value) -> float | None:
+    """upload_limit as bytes a second: a number (bytes), or a number with K, M or G (KiB, MiB,
+    GiB; "/s" may follow, e.g. "10M" or "512KiB/s"); None or "" for no limit. Raises StoreError
+    naming the value when it is none of these. Pure."""
+    if value is None or value == "" or value == 0:
+        return None
+    text = str(value).strip().lower().replace(" ", "")
+    for suffix in ("/s", "ps"):
+        if text.endswith(suffix):
+            text = text[:-len(suffix)]
+    if text.endswith("ib"):
+        text = text[:-2]
+    elif text.endswith("b") and len(text) > 1 and text[-2] in "kmg":
+        text = text[:-1]
+    unit = text[-1] if text and text[-1] in "bkmg" else ""
+    number = text[:-1] if unit else text
+    try:
+        rate = float(number) * UNITS[unit]
+    except ValueError:
+        rate = -1.0
+    if rate < 1024:
+        raise StoreError(f"upload_limit {value!r} is not a rate this can keep: give bytes a second as a number "
+                         "(at least 1024) or with K, M or G, e.g. 512K or 10M")
+    return rate
+
+
 class Store:
     """Interface of a repository's storage."""
 
     url: str
+    upload_limit: float | None = None  # bytes a second (parse_rate), set by open_store
+
+    def new_writer(self) -> Writer:
+        """open_writer(), throttled to upload_limit when one is set: what every upload uses."""
+        writer = self.open_writer()
+        return ThrottledWriter(writer, self.upload_limit) if self.upload_limit else writer
 
     def exists(self, key: str) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
@@ -73,7 +144,7 @@ class Store:
             return fh.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        writer = self.open_writer()
+        writer = self.new_writer()
         try:
             writer.write(data)
         except BaseException:
@@ -287,6 +358,7 @@ def open_store(url: str, create: bool = False, options: dict | None = None) -> S
 
     options holds the store settings of the module (endpoint_url, access_key, ssh_identity_file,
     ...; see _options.REPOSITORY_ARGS); each store takes what it needs."""
+    limit = parse_rate((options or {}).get("upload_limit"))  # a bad value is refused before anything is made
     if url.startswith("file://"):
         url = url[len("file://"):]
     if "://" in url:
@@ -307,8 +379,11 @@ def open_store(url: str, create: bool = False, options: dict | None = None) -> S
             from ansible_collections.lifeboat.docker.plugins.module_utils import _store_rclone as module
         else:
             module = importlib.import_module(f"ansible_collections.lifeboat.docker.plugins.module_utils.{module_name}")
-        return getattr(module, class_name)(url, create=create, options=dict(options or {}))
-    return LocalStore(url, create=create)
+        store = getattr(module, class_name)(url, create=create, options=dict(options or {}))
+    else:
+        store = LocalStore(url, create=create)
+    store.upload_limit = limit
+    return store
 
 
 def redact_url(url: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 
 import pytest
 
@@ -22,10 +21,6 @@ from fixtures import store_scenarios as sc
 from fixtures.servers import SshServer, free_port, make_key
 # lab is a fixture: importing it makes pytest use it here
 from test_snapshot import lab  # noqa: F401 pylint: disable=unused-import
-
-COLLECTIONS = ROOT / ".venv" / "collections"
-if COLLECTIONS.is_dir() and str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 
 HOME = "/home/lbbackup"
 
@@ -73,6 +68,27 @@ def test_throughput_on_loopback(sshd):
     finally:
         store.close()
     print(f"\nSFTP store, 200 MiB of random bytes on loopback: upload {up:.1f} MB/s, download {down:.1f} MB/s")
+
+
+def test_upload_limit_holds_uploads_to_the_rate(sshd, tmp_path):
+    """upload_limit=256K: 1 MiB cannot be uploaded in less than 3 s (one second's burst, then
+    256 KiB a second): a lower bound, which no machine's speed can break. A bad value is refused
+    by the modules, naming it."""
+    import time
+
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import open_store
+
+    store = open_store(sshd.url(f"{HOME}/limited"), create=True, options=dict(sshd.options, upload_limit="256K"))
+    try:
+        blob = os.urandom(1 << 20)
+        started = time.monotonic()
+        store.write_bytes("objects/cd/blob", blob)
+        assert time.monotonic() - started >= 2.9
+        assert store.read_bytes("objects/cd/blob") == blob
+    finally:
+        store.close()
+    refused = run_module("snapshot_info", expect_fail=True, repository=str(tmp_path / "repo"), upload_limit="fast")
+    assert "upload_limit 'fast'" in refused["msg"] and "10M" in refused["msg"]
 
 
 def ssh_clients_of(server) -> list[int]:

@@ -121,3 +121,21 @@ def test_write_atomic_keeps_existing_mode(tmp_path):
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["concept.md"]
+
+
+def test_diagram_draws_containers_mounts_units_and_dumps():
+    text = _render({"postgres_data": {}, "/srv/nginx": {}})
+    block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    lines = block.splitlines()
+    assert lines[0] == "flowchart LR"
+    label = {line.split("[", 1)[0].split("(", 1)[0].strip(): line for line in lines[1:]
+             if line.startswith("  n") and "--" not in line and "class " not in line}
+    nginx = next(k for k, v in label.items() if '"nginx"' in v)
+    certs = next(k for k, v in label.items() if "path /srv/nginx/certs" in v)
+    assert f'  {nginx} -- "ro /etc/nginx/certs" --> {certs}' in lines
+    pgdata = next(k for k, v in label.items() if "volume postgres_data" in v)
+    assert "skip" in label[pgdata] and f"  class {pgdata} skipped" in lines  # captured by the dump
+    dump = next(k for k, v in label.items() if "db:postgres_db" in v)
+    db = next(k for k, v in label.items() if '"postgres_db"' in v)
+    assert f"  {db} -- dump --> {dump}" in lines and "dump" in label[dump]
+    assert "docker.sock" not in block  # sockets are no data

@@ -53,3 +53,48 @@ def test_max_age_spares_young_uploads_of_dead_writers():
 def test_keys_that_leave_the_repository_are_refused(key):
     with pytest.raises(StoreError, match="invalid repository key"):
         check_key(key, "sftp://h/repo")
+
+
+def test_throttled_writer_keeps_to_the_rate_after_one_seconds_burst():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import ThrottledWriter
+
+    class Sink:
+        def __init__(self):
+            self.data = b""
+
+        def write(self, data):
+            self.data += data
+
+    clock = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock[0] += seconds
+
+    sink = Sink()
+    writer = ThrottledWriter(sink, 1000, clock=lambda: clock[0], sleep=sleep)
+    writer.write(b"x" * 1000)  # the burst: no wait
+    assert slept == []
+    writer.write(b"x" * 500)  # 1500 bytes at t=0: due at 0.5 s
+    assert slept == [0.5]
+    clock[0] += 2.0  # a pause earns nothing beyond the rate since the start
+    writer.write(b"x" * 1500)  # 3000 bytes: due at 2.0 s, now 2.5 s: no wait
+    assert slept == [0.5] and len(sink.data) == 3000 and writer.waited == 0.5
+
+
+@pytest.mark.parametrize("value, rate", [(None, None), ("", None), ("512K", 524288.0), ("10M", 10485760.0),
+                                         ("10MiB/s", 10485760.0), ("1.5m", 1572864.0), ("4096", 4096.0),
+                                         ("2G", 2147483648.0), ("1kb", 1024.0)])
+def test_parse_rate(value, rate):
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import parse_rate
+
+    assert parse_rate(value) == rate
+
+
+@pytest.mark.parametrize("value", ["fast", "100", "-5M", "10X"])
+def test_parse_rate_refuses(value):
+    from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, parse_rate
+
+    with pytest.raises(StoreError, match="upload_limit"):
+        parse_rate(value)
