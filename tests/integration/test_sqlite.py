@@ -28,8 +28,9 @@ class Lab(BaseLab):
         volume, where = self.volume(f"{suffix}-data")
         name = self.name(suffix)
         self.containers.append(name)
+        # Its PID 1 (python) has no SIGTERM handler: the label keeps the restore's stop short.
         docker_cli("run", "-d", "--name", name, "-e", f"LEDGER_MODE={mode}", "-e", "LEDGER_PAUSE=0",
-                   "-v", f"{volume}:/data", APP)
+                   "--label", "lifeboat.stop_timeout=2", "-v", f"{volume}:/data", APP)
         return name, volume, where
 
 
