@@ -40,7 +40,6 @@ F_SETPIPE_SZ = 1031
 # to 64 KiB, which plain `zstd -d | tar -x` reads without complaint.
 TAR_RECORD = ["--blocking-factor=128"]
 TAR_XATTRS = ["--acls", "--xattrs", "--xattrs-include=*"]
-TAR_COMMON = ["--numeric-owner", *TAR_XATTRS]
 # Member data longer than this moves from zstd to tar with splice(2), past the checker and
 # without a copy through Python (the checker has read the member's header already).
 SPLICE_MIN = 64 << 10
@@ -675,20 +674,6 @@ class _FileHasher(_Copier):
         self.join()
         os.close(self.fd)
         self._written()
-
-
-def compress_bytes(data: bytes, level: int = 3) -> bytes:
-    proc = subprocess.run(["zstd", "-q", "-c", f"-{int(level)}"], input=data, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ArchiveError(f"zstd failed: {proc.stderr.decode(errors='replace')}")
-    return proc.stdout
-
-
-def decompress_bytes(data: bytes) -> bytes:
-    proc = subprocess.run(["zstd", "-q", "-d", "-c"], input=data, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ArchiveError(f"zstd could not decompress: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout
 
 
 def hash_stream(reader: BinaryIO) -> tuple[str, int]:

@@ -70,7 +70,6 @@ _CONFIDENTIAL = re.compile(
     r"(?<![a-z])(certs?|certificates?|ssl|tls|secrets?|keys?|rosauth|letsencrypt|acme\.json"
     r"|private|id_rsa|id_ecdsa|id_ed25519|htpasswd)(?![a-z])"
 )
-_SECRET_SUFFIXES = (".key", ".pem", ".crt", ".p12", ".pfx")
 _GLOB_CHARS = set("*?[")
 _IMAGE_DENY = re.compile(r"(exporter|commander|express|admin|insight|bouncer|pool|proxy|"
                          r"sentinel|operator|ui)(?![a-z])")

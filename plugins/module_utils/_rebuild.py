@@ -22,8 +22,6 @@ from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest a
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import bind_kind
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import within
 
-STEPS = ("engine", "host_paths", "networks_volumes", "volume_data", "images", "databases", "swarm", "services",
-         "verify", "report")
 STEP_TITLES = {
     "engine": "Install the engine and tools",
     "host_paths": "Restore host paths and certificates",

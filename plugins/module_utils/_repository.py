@@ -203,5 +203,5 @@ class Repository:
             manifest = mf.sealed_record(manifest, ref, self.recipients)
         self.store.write_bytes(mf.manifest_key(manifest["id"]), mf.encode_manifest(manifest))
 
-    def cleanup(self) -> list[str]:
-        return self.store.cleanup_stale()
+    def cleanup(self, dry_run: bool = False) -> list[str]:
+        return self.store.cleanup_stale(dry_run=dry_run)

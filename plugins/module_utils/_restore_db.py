@@ -38,7 +38,6 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Jo
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, task_container, task_slot
 
-PG_SYSTEM_DATABASES = ("postgres", "template0", "template1")
 MY_SYSTEM_DATABASES = ("mysql", "sys", "performance_schema", "information_schema")
 
 

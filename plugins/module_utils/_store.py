@@ -152,7 +152,9 @@ class Store:
             raise
         writer.commit(key, replace=True)  # type: ignore[call-arg]
 
-    def cleanup_stale(self, max_age: float = 0) -> list[str]:  # pragma: no cover - interface
+    def cleanup_stale(self, max_age: float = 0, dry_run: bool = False) -> list[str]:  # pragma: no cover - interface
+        """Remove the temporary uploads of writers that are gone; returns them (as tmp/NAME).
+        dry_run: only name them (check mode)."""
         raise NotImplementedError
 
 
@@ -314,7 +316,7 @@ class LocalStore(Store):
         except FileNotFoundError:
             pass
 
-    def cleanup_stale(self, max_age: float = 0) -> list[str]:
+    def cleanup_stale(self, max_age: float = 0, dry_run: bool = False) -> list[str]:
         """Remove temporary files of writers that are gone (their process died).
 
         A file named with this process's own pid is stale unless one of its open writers made it
@@ -334,7 +336,9 @@ class LocalStore(Store):
             except FileNotFoundError:
                 continue
             if not alive and old:
-                if os.path.isdir(path) and not os.path.islink(path):
+                if dry_run:
+                    pass
+                elif os.path.isdir(path) and not os.path.islink(path):
                     import shutil
 
                     shutil.rmtree(path, ignore_errors=True)
@@ -366,19 +370,15 @@ def open_store(url: str, create: bool = False, options: dict | None = None) -> S
         if scheme not in REMOTE_STORES:
             raise StoreError(f"repository {redact_url(url)!r}: unknown store {scheme}://; use a local path, "
                              "sftp://USER@HOST[:PORT]/PATH, s3://BUCKET/PREFIX or rclone://REMOTE/PATH")
-        import importlib
-
-        module_name, class_name = REMOTE_STORES[scheme]
+        class_name = REMOTE_STORES[scheme][1]
         if scheme == "s3":
             # A static import (in the function: loaded only when used), because AnsiballZ ships the
             # module_utils that import statements name with a module, not what importlib loads.
             from ansible_collections.lifeboat.docker.plugins.module_utils import _store_s3 as module
         elif scheme == "sftp":
             from ansible_collections.lifeboat.docker.plugins.module_utils import _store_sftp as module
-        elif scheme == "rclone":
-            from ansible_collections.lifeboat.docker.plugins.module_utils import _store_rclone as module
         else:
-            module = importlib.import_module(f"ansible_collections.lifeboat.docker.plugins.module_utils.{module_name}")
+            from ansible_collections.lifeboat.docker.plugins.module_utils import _store_rclone as module
         store = getattr(module, class_name)(url, create=create, options=dict(options or {}))
     else:
         store = LocalStore(url, create=create)

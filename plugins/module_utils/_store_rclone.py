@@ -364,9 +364,9 @@ class RcloneStore(Store):
         self.run(["deletefile", self.target.spec(check_key(key, self.url))], f"deleting {key} from {self.url}",
                  missing_ok=True)
 
-    def cleanup_stale(self, max_age: float = 0) -> list[str]:
+    def cleanup_stale(self, max_age: float = 0, dry_run: bool = False) -> list[str]:
         entries = [(key, parse_modtime(entry.get("ModTime", ""))) for key, entry in self._ls(TMP_PREFIX, modtime=True)]
         removed = stale_tmp_keys(entries, time.time(), max_age, set(self.open_tmp))
-        for key in removed:
+        for key in [] if dry_run else removed:
             self.delete(key)
         return removed

@@ -301,7 +301,7 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         self._call("delete_object", "delete", key, Bucket=self.bucket, Key=self.key(key))
 
-    def cleanup_stale(self, max_age: float = 0) -> list[str]:
+    def cleanup_stale(self, max_age: float = 0, dry_run: bool = False) -> list[str]:
         """Remove tmp/ objects and abort incomplete multipart uploads of writers that are gone."""
         removed: list[str] = []
         now = time.time()
@@ -317,7 +317,8 @@ class S3Store(Store):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=tmp_prefix):
                 for obj in page.get("Contents", []):
                     if stale(obj["Key"], obj.get("LastModified")):
-                        self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                        if not dry_run:
+                            self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
                         removed.append(self.repo_key(obj["Key"]))
         except Exception as exc:  # noqa: BLE001
             raise self.error(exc, "clean up", "tmp/") from None
@@ -327,8 +328,9 @@ class S3Store(Store):
                 for upload in page.get("Uploads", []):
                     if upload["UploadId"] in self.open_uploads or not stale(upload["Key"], upload.get("Initiated")):
                         continue
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
+                    if not dry_run:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
                     removed.append(self.repo_key(upload["Key"]))
         except Exception as exc:  # noqa: BLE001
             raise self.error(exc, "abort incomplete uploads under", "tmp/") from None

@@ -766,10 +766,10 @@ class SftpStore(Store):
             if status.code != NO_SUCH_FILE:
                 raise self.status_error(status, f"deleting {key}") from None
 
-    def cleanup_stale(self, max_age: float = 0) -> list[str]:
+    def cleanup_stale(self, max_age: float = 0, dry_run: bool = False) -> list[str]:
         entries = [(key, attrs.get("mtime", 0)) for key, attrs in self._walk(TMP_PREFIX)]
         removed = stale_tmp_keys(entries, time.time(), max_age, set(self.open_tmp))
-        for key in removed:
+        for key in [] if dry_run else removed:
             self.delete(key)
         return removed
 

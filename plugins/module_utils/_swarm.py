@@ -29,7 +29,6 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._docker import Doc
 
 SECTION_VERSION = 1
 STACK_LABEL = "com.docker.stack.namespace"
-STACK_IMAGE_LABEL = "com.docker.stack.image"
 SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 TASK_NAME_LABEL = "com.docker.swarm.task.name"

@@ -323,10 +323,8 @@ def prune(module, repo, policy: Policy, result: dict) -> None:
             result["bytes_freed"] += size
 
     # 3. temporary files of writers that are gone
-    if check:
-        result["stale_removed"] = sorted(repo.store.list("tmp/"))
-    else:
-        result["stale_removed"] = repo.cleanup()
+    # (check mode names the same ones the real run would remove: a live writer's file is never listed)
+    result["stale_removed"] = repo.cleanup(dry_run=check)
     if result["objects_removed"] or result["stale_removed"] or (check and result["removed"]):
         result["changed"] = True
 

@@ -148,6 +148,7 @@ def test_stale_tmp_of_dead_writer_is_cleaned_but_not_a_live_ones(tmp_path):
     dead.write_bytes(b"x")
     live = store.open_writer()
     live.write(b"y")
+    assert store.cleanup_stale(dry_run=True) == [f"tmp/{dead.name}"] and dead.exists()
     removed = store.cleanup_stale()
     assert removed == [f"tmp/{dead.name}"]
     assert os.path.exists(live.tmp_path)
