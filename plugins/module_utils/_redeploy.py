@@ -33,6 +33,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine, volume_data_path
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet
 from ansible_collections.lifeboat.docker.plugins.module_utils._report import write_atomic
+from ansible_collections.lifeboat.docker.plugins.module_utils._sqlite import side_file_excludes
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
     RestoreRun,
     _nonempty,
@@ -533,9 +534,11 @@ class Rebuild:
                 where = src["path"] if unit["kind"] == "path" else volume_data_path(
                     self.client.api.inspect_volume(src["name"]))
                 member = unit_member(unit)
+                # The services run: SQLite databases copied online have their -wal/-shm again.
+                excludes = list(unit.get("excludes") or []) + side_file_excludes(unit)
                 entry.update(kind="file" if member else "tree", files=unit.get("files"),
                              problems=compare_tree(unit_index(self.repo, unit), os.path.dirname(where) if member
-                                                   else where, unit.get("excludes") or [], member=member))
+                                                   else where, excludes, member=member))
         except Exception as exc:  # pylint: disable=broad-except
             entry["problems"] = [f"could not be checked: {exc}"]
         entry["equal"] = not entry["problems"]

@@ -66,6 +66,14 @@ def excludes_for(copies: list[dict[str, Any]]) -> list[str]:
     return ["./" + glob.escape(c["path"] + suffix) for c in copies for suffix in ("",) + SIDE_FILES]
 
 
+def side_file_excludes(entry: dict[str, Any]) -> list[str]:
+    """Exclude patterns for the side files (-wal, -shm, -journal) of the databases a manifest
+    ENTRY captured online: the snapshot holds none by design, and the application makes them
+    again as soon as it runs, so a check of the running service's tree must not count them."""
+    online = [d for d in entry.get("sqlite") or [] if d.get("method") == "online backup" and d.get("path")]
+    return ["./" + glob.escape(d["path"] + suffix) for d in online for suffix in SIDE_FILES]
+
+
 def walk_substitutes(copies: list[dict[str, Any]], scratch: str) -> dict[str, str | None]:
     """What the metadata walk sees instead of the live files: the copy at a database's path,
     nothing at its side files' paths."""

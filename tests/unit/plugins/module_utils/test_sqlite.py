@@ -107,3 +107,12 @@ def test_copy_of_a_damaged_or_vanished_database_fails_with_its_name(tmp_path):
     with pytest.raises(SQLiteError, match="no SQLite database"):
         path.write_bytes(b"plain text now")
         backup_copy(str(path), str(tmp_path / "copy2.db"))
+
+
+def test_side_files_of_online_copies_are_not_counted_in_a_running_services_tree():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._sqlite import side_file_excludes
+
+    entry = {"sqlite": [{"path": "db/ledger.db", "method": "online backup"},
+                        {"path": "odd.db", "method": "copied as it is"}]}
+    assert side_file_excludes(entry) == ["./db/ledger.db-wal", "./db/ledger.db-shm", "./db/ledger.db-journal"]
+    assert side_file_excludes({"id": "volume:x"}) == []
