@@ -121,8 +121,9 @@ def own_files(repository_root: str | None) -> dict[str, str]:
     """What a capture never includes: {resolved path: what it is} of the local repository (None
     for offsite stores) and lifeboat's own bookkeeping (journal, locks)."""
     journal, locks, scratch = own_state_dirs()
-    out = {resolved(journal): "lifeboat's journal", resolved(locks): "lifeboat's locks",
-           resolved(scratch): "lifeboat's scratch space"}
+    out = {resolved(journal): "lifeboat's journal", resolved(locks): "lifeboat's locks"}
+    if os.path.isdir(scratch):  # only while a capture uses it (see _sqlite_copies)
+        out[resolved(scratch)] = "lifeboat's scratch space"
     if repository_root:
         out[resolved(repository_root)] = "the repository"
     return out
@@ -459,6 +460,10 @@ class SnapshotRun:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
                 journal.unstage(scratch)
+                try:
+                    os.rmdir(scratch_dir())  # gone when no other capture uses it
+                except OSError:
+                    pass
         seconds = round(time.monotonic() - started, 3)
         entry.update(
             object=obj, index=index, files=scan.files, dirs=scan.dirs, others=scan.others, bytes=scan.bytes,
@@ -485,8 +490,14 @@ class SnapshotRun:
         """Online copies of the databases COPIES (under WHERE) in a new scratch directory (journalled:
         a killed run's is removed by repair). A database gone or no longer SQLite moves to PLAIN.
         Raises UnitFailed when a copy fails (the unit is not captured half consistent)."""
-        os.makedirs(scratch_dir(), mode=0o700, exist_ok=True)
-        scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX + "sqlite-", dir=scratch_dir())
+        for attempt in range(3):  # another unit may remove the empty scratch_dir() in between
+            os.makedirs(scratch_dir(), mode=0o700, exist_ok=True)
+            try:
+                scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX + "sqlite-", dir=scratch_dir())
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         journal.stage(scratch)
         for c in list(copies):
             live = os.path.join(where, c["path"])
