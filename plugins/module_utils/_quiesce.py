@@ -23,8 +23,10 @@ Pure: nothing here; everything talks to the engine or the journal files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import secrets
 import signal
 import threading
@@ -126,6 +128,19 @@ class Journal:
         with self._lock:
             self.doc["staging"].append(path)
             _write_atomic(self.path, self.doc)
+
+    @contextlib.contextmanager
+    def staged(self, path: str):
+        """stage(PATH) for the block; afterwards a staging directory still there is removed, and
+        PATH is unstaged once it is gone (renamed into place, or removed)."""
+        self.stage(path)
+        try:
+            yield path
+        finally:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                self.unstage(path)
 
     def unstage(self, path: str) -> None:
         with self._lock:

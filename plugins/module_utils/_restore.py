@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-import shutil
 import time
 from typing import Any
 
@@ -256,9 +255,8 @@ class RestoreRun:
         # run of any lifeboat module removes it (repair).
         journal = Journal(f"restore {unit['id']} from {manifest['id']}")
         try:
-            journal.stage(staging)
-            os.mkdir(staging, 0o700)
-            try:
+            with journal.staged(staging):
+                os.mkdir(staging, 0o700)
                 try:
                     result.update(extract_verified(self.repo, unit, staging, verify, allow_devices))
                 except ArchiveError as exc:
@@ -273,11 +271,6 @@ class RestoreRun:
                 if quiesce.start_failures:
                     names = ", ".join(f"{f['container']} ({f['error']})" for f in quiesce.start_failures)
                     raise RestoreError(f"restored, but these containers did not start again: {names}")
-            finally:
-                if os.path.isdir(staging):
-                    shutil.rmtree(staging, ignore_errors=True)
-                if not os.path.lexists(staging):
-                    journal.unstage(staging)
         finally:
             journal.close()
         result["seconds"] = round(time.monotonic() - started, 3)

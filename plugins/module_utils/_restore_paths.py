@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import stat
 import tempfile
 import time
@@ -271,9 +270,8 @@ class PathRestore:
         staging = os.path.join(target, f"{STAGING_PREFIX}{secrets.token_hex(4)}")
         journal = Journal(f"restore paths of {self.unit['id']} from {self.manifest['id']}")
         try:
-            journal.stage(staging)
-            os.mkdir(staging, 0o700)
-            try:
+            with journal.staged(staging):
+                os.mkdir(staging, 0o700)
                 with self.repo.open_object(obj) as reader:
                     info = extract(reader, staging, mf.content_sha(obj), allow_devices=allow_devices,
                                    xattrs=obj.get("xattrs", True), members_file=sel.members_path)
@@ -283,11 +281,6 @@ class PathRestore:
                         raise RestoreError(f"the extracted paths of {self.unit['id']} differ from the index: "
                                            f"{'; '.join(problems)} (nothing was placed in {target})")
                 previous = _place(staging, target, force)
-            finally:
-                if os.path.isdir(staging):
-                    shutil.rmtree(staging, ignore_errors=True)
-                if not os.path.lexists(staging):
-                    journal.unstage(staging)
         finally:
             journal.close()
         return dict(selection_summary(sel), target=target, previous=previous, verified=verify, members=info["members"],
