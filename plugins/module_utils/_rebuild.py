@@ -410,9 +410,23 @@ def _q(text: str) -> str:
 _SFTP_RE = re.compile(r"^sftp://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)?$")
 
 
-def _fetch_lines(repository: str) -> list[str]:
+def _repo_lines(repository: str) -> list[str]:
+    """Block 0's lines naming the repository and, for sftp://, the key files scp reads (no network:
+    the tools that fetch it are installed in block 1)."""
     if repository.startswith("/") or repository.startswith("file://"):
         return [f"REPO={_q(repository.replace('file://', '', 1))}   # the repository (a local copy)"]
+    lines = []
+    if _SFTP_RE.match(repository):
+        lines = ["SSH_KEY=${SSH_KEY:-/root/.ssh/lifeboat_repository}   # the private key that may read the repository "
+                 "(chmod 600)",
+                 "KNOWN_HOSTS=${KNOWN_HOSTS:-/root/.ssh/known_hosts}   # holds the repository server's host key"]
+    return lines + ["REPO=/var/backups/lifeboat   # where the repository is copied (block 2)"]
+
+
+def _fetch_lines(repository: str) -> list[str]:
+    """The lines that copy a remote repository to $REPO (none for a local one)."""
+    if repository.startswith("/") or repository.startswith("file://"):
+        return []
     match = _SFTP_RE.match(repository)
     if match:
         # scp needs HOST:PATH, the key that may read the repository and the server's host key
@@ -420,16 +434,13 @@ def _fetch_lines(repository: str) -> list[str]:
         who = f"{match.group('user')}@" if match.group("user") else ""
         port = f" -P {match.group('port')}" if match.group("port") else ""
         path = match.group("path") or "/"
-        return ["SSH_KEY=${SSH_KEY:-/root/.ssh/lifeboat_repository}   # the private key that may read the repository "
-                "(chmod 600)",
-                "KNOWN_HOSTS=${KNOWN_HOSTS:-/root/.ssh/known_hosts}   # holds the repository server's host key",
-                "# the repository is plain files: copy it here",
+        return ["# the repository is plain files: copy it here",
                 "mkdir -p /var/backups && rm -rf /var/backups/lifeboat",
                 f"scp -r -q{port} -i \"$SSH_KEY\" -o BatchMode=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\" "
-                f"-o StrictHostKeyChecking=yes {_q(who + match.group('host') + ':' + path)} /var/backups/lifeboat",
-                "REPO=/var/backups/lifeboat"]
-    return [f"# copy the repository ({repository}) to this host first, e.g. with rclone or aws s3 sync",
-            "REPO=/var/backups/lifeboat"]
+                f"-o StrictHostKeyChecking=yes {_q(who + match.group('host') + ':' + path)} /var/backups/lifeboat"]
+    return [f"# copy the repository ({repository}) to /var/backups/lifeboat first, e.g. with rclone or aws s3 sync",
+            "test -f /var/backups/lifeboat/lifeboat-repository.json || "
+            "{ echo 'copy the repository to /var/backups/lifeboat first' >&2; false; }"]
 
 
 def _env_lines(spec: dict[str, Any], dep: dict[str, Any]) -> list[str]:
@@ -479,7 +490,7 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
     if dep.get("left_out"):
         lines.append("- the secrets this snapshot did not store (from your password store):")
         lines += [f"  - {item}" for item in dep["left_out"]]
-    lines += ["", "```sh"] + _fetch_lines(repository)
+    lines += ["", "```sh"] + _repo_lines(repository)
     if encrypted:
         lines.append("KEY=${KEY:-/root/lifeboat.key}   # the age identity (chmod 600); export KEY=... first to use another")
     if dep.get("environment"):
@@ -490,11 +501,21 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
                   "for k, v in sorted(json.load(sys.stdin).get(sys.argv[1], {}).items())]' \"$1\"",
                   "}"]
     lines += ["```", ""]
+    # The tools come first: a fresh host may lack even the client that fetches the repository.
+    fetch_tool = ["openssh-client"] if _SFTP_RE.match(repository) else []
+    fetch_tool += ["rclone"] if repository.startswith("rclone://") else []
     lines += ["## 1. Engine and tools", "", "```sh", "apt-get update",
-              "apt-get install -y docker.io tar zstd age acl attr python3",
+              " ".join(["apt-get install -y docker.io tar zstd age acl attr python3"] + fetch_tool),
+              # Debian 13 ships the client apart, and docker.io only recommends it.
+              "if apt-cache show docker-cli >/dev/null 2>&1; then apt-get install -y docker-cli; fi"
+              "   # Debian 13: the docker command is a package of its own",
               "apt-get install -y docker-compose   # compose: v1 on Debian 12, v2 on Debian 13",
               "systemctl enable --now docker", "```", ""]
-    lines += ["## 2. Host paths (and certificates)", ""]
+    fetch = _fetch_lines(repository)
+    if fetch:
+        lines += ["## 2. The repository, host paths (and certificates)", "", "```sh"] + fetch + ["```", ""]
+    else:
+        lines += ["## 2. Host paths (and certificates)", ""]
     restore_cmd = "tar -x --numeric-owner --acls --xattrs --xattrs-include='*'"
     paths = data_units(manifest, "path")
     for unit in paths:
@@ -604,14 +625,24 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
                     lines.append(f"# {entry['path']}: not in the snapshot ({entry.get('left_out') or entry.get('missing')})"
                                  " - write it from your password store")
             services = [s["name"] for s in proj.get("services") or [] if s.get("running")]
-            argv = compose_up_command(["docker", "compose"], proj, services)
-            lines += [" ".join(_q(a) for a in argv) + "   # Debian 12: docker-compose instead of docker compose"]
+            argv = compose_up_command(["$COMPOSE"], proj, services)
+            lines += ["COMPOSE='docker compose'; docker compose version >/dev/null 2>&1 || COMPOSE=docker-compose"
+                      "   # v2 (Debian 13) or v1 (Debian 12)",
+                      " ".join(a if a == "$COMPOSE" else _q(a) for a in argv)]
             lines += ["```", ""]
         else:
             spec = containers[step["name"]]
             lines += [f"`{spec['name']}`:", "", "```sh", *_env_lines(spec, dep), docker_run_line(spec), "```", ""]
-    lines += ["## 8. Check", "", "```sh", "docker ps -a --format 'table {{.Names}}\\t{{.Status}}'", "```", "",
-              "Every container above must be `Up` (`healthy` where it has a healthcheck); step 6 checked the row "
+    lines += ["## 8. Check", "", "```sh",
+              "for i in $(seq 120); do [ -n \"$(docker ps -q --filter health=starting)\" ] || break; sleep 1; done"
+              "   # until the healthchecks have answered",
+              "docker ps -a --format 'table {{.Names}}\\t{{.Status}}'",
+              "BAD=$(docker ps -a --filter status=exited --filter status=restarting --filter status=dead "
+              "--format '{{.Names}}'; docker ps --filter health=unhealthy --filter health=starting --format '{{.Names}}')",
+              "if [ -n \"$BAD\" ]; then echo \"not running (or not healthy): $BAD - see docker logs NAME\" >&2; false; fi",
+              "```", "",
+              "Every container above must be `Up` (`healthy` where it has a healthcheck; the block waits up to two "
+              "minutes for the healthchecks and stops naming those that are not); step 6 checked the row "
               "counts of the databases against those at backup time.", ""]
     return "\n".join(lines)
 

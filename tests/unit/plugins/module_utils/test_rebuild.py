@@ -478,3 +478,62 @@ def test_swarm_tasks_and_networks_are_left_to_the_swarm_step():
     assert [s["name"] for s in plan["services"]] == ["web"]
     assert [n["name"] for n in plan["networks"]] == ["app_net"]
     assert "web.1.abc" not in rb.runbook(man, "/r")
+
+
+def test_the_runbook_installs_the_tools_before_it_fetches_the_repository():
+    """A fresh host may lack OpenSSH's client: block 1 installs it, the copy comes after (the
+    Molecule drill's fresh Debian 13 host has no scp)."""
+    man = deployment_manifest()
+    man["encryption"] = {"scheme": "age"}
+    blocks = _sh_blocks(rb.runbook(man, "sftp://backup@vault/srv/lifeboat"))
+    assert "scp" not in blocks[0] and "REPO=/var/backups/lifeboat" in blocks[0]
+    assert "apt-get install -y docker.io tar zstd age acl attr python3 openssh-client" in blocks[1]
+    # Debian 13's docker.io only recommends the client (a host may install without recommends)
+    assert "if apt-cache show docker-cli >/dev/null 2>&1; then apt-get install -y docker-cli; fi" in blocks[1]
+    assert blocks[2].splitlines()[-1].startswith("scp -r -q -i \"$SSH_KEY\"")
+    rclone = _sh_blocks(rb.runbook(man, "rclone://remote:bucket/lifeboat"))
+    assert "python3 rclone\n" in rclone[1]
+    assert "test -f /var/backups/lifeboat/lifeboat-repository.json ||" in rclone[2]
+    local = _sh_blocks(rb.runbook(man, "/var/backups/lifeboat"))
+    assert local[1].count("apt-get install -y docker.io tar zstd age acl attr python3\n") == 1
+    assert not any("scp" in b or "lifeboat-repository.json" in b for b in local)
+
+
+def test_the_runbook_runs_compose_v1_or_v2_and_waits_for_healthy_services():
+    man = deployment_manifest()
+    man["deployment"]["containers"][0]["compose"] = {"project": "shop", "service": "web", "depends_on": []}
+    man["deployment"]["compose_projects"][0].update(working_dir="/srv/shop", services=[{"name": "web", "running": True}])
+    text = rb.runbook(man, "/var/backups/lifeboat")
+    block = _sh_blocks(text[text.index("Compose project `shop`"):])[0].splitlines()
+    # the same block runs on Debian 12 (docker-compose 1.29) and 13 (the compose v2 plugin)
+    assert block[-2].startswith("COMPOSE='docker compose'; docker compose version >/dev/null 2>&1 || COMPOSE=docker-compose")
+    assert block[-1] == "$COMPOSE --project-name shop --project-directory /srv/shop up --detach --no-build web"
+    check = _sh_blocks(text[text.index("## 8. Check"):])[0]
+    assert "docker ps -q --filter health=starting" in check
+    assert check.rstrip().endswith("see docker logs NAME\" >&2; false; fi")
+
+
+@pytest.mark.parametrize("states, fails", [("web running healthy", False), ("web running unhealthy", True),
+                                           ("web exited -", True), ("job created -", False)])
+def test_the_runbook_check_stops_on_a_container_that_is_not_running(tmp_path, states, fails):
+    """Block 8 run by bash against a stand-in `docker` (no engine in unit tests) that answers the
+    block's filters from STATES: it stops (exit 1) naming a container that exited or is unhealthy."""
+    name, status, health = states.split()
+    fake = tmp_path / "docker"
+    fake.write_text(f"""#!/bin/bash
+# answers `docker ps [-a] [-q] --filter K=V ... --format F` for one container: {name} {status} {health}
+all=0; want_status=(); want_health=()
+while [ $# -gt 0 ]; do case "$1" in
+  -a) all=1;; --filter) case "$2" in status=*) want_status+=("${{2#status=}}");; health=*) want_health+=("${{2#health=}}");; esac; shift;;
+  --format) shift;; esac; shift; done
+[ {status} = running ] || [ $all = 1 ] || exit 0
+if [ ${{#want_status[@]}} -gt 0 ]; then [[ " ${{want_status[*]}} " == *" {status} "* ]] || exit 0; fi
+if [ ${{#want_health[@]}} -gt 0 ]; then [[ " ${{want_health[*]}} " == *" {health} "* ]] || exit 0; fi
+echo {name}
+""", encoding="utf-8")
+    fake.chmod(0o755)
+    check = _sh_blocks(rb.runbook(deployment_manifest(), "/r")[0:])[-1]
+    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", check], capture_output=True, text=True, check=False,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=30)
+    assert (proc.returncode != 0) == fails, proc.stderr
+    assert (f"not running (or not healthy): {name}" in proc.stderr) == fails
