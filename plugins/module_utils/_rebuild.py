@@ -705,6 +705,8 @@ def docker_run_line(spec: dict[str, Any]) -> str:
     host = req["host_config"]
     if host.get("network_mode") not in (None, "default", "bridge"):
         argv += ["--network", host["network_mode"]]
+    if req["network"]:  # the first network's endpoint: its aliases and addresses
+        argv += _endpoint_args(req["network"][1], "--network-alias")
     for bind in host.get("binds") or []:
         argv += ["-v", bind]
     for port, bindings in sorted((host.get("port_bindings") or {}).items()):
@@ -725,9 +727,21 @@ def docker_run_line(spec: dict[str, Any]) -> str:
         text = text.replace(" --name ", f" {env} --name ", 1)
     lines = [text]
     for name, endpoint in req["connect"]:
-        alias = " ".join(f"--alias {_q(a)}" for a in endpoint.get("aliases") or [])
-        lines.append(f"docker network connect {alias + ' ' if alias else ''}{_q(name)} {_q(spec['name'])}")
+        argv = ["docker", "network", "connect", *_endpoint_args(endpoint, "--alias"), name, spec["name"]]
+        lines.append(" ".join(_q(a) for a in argv))
     return "\n".join(lines)
+
+
+def _endpoint_args(endpoint: dict[str, Any], alias_option: str) -> list[str]:
+    """docker run's (--network-alias) or docker network connect's (--alias) options of an endpoint."""
+    argv = []
+    for alias in endpoint.get("aliases") or []:
+        argv += [alias_option, alias]
+    if endpoint.get("ipv4_address"):
+        argv += ["--ip", endpoint["ipv4_address"]]
+    if endpoint.get("ipv6_address"):
+        argv += ["--ip6", endpoint["ipv6_address"]]
+    return argv
 
 
 # -- lines for a person ------------------------------------------------------------------------

@@ -319,7 +319,7 @@ def test_runbook_is_a_procedure_without_secrets():
     # The repository is fetched with scp HOST:PATH, a key and a checked host key, without prompts.
     assert ("scp -r -q -i \"$SSH_KEY\" -o BatchMode=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\" "
             "-o StrictHostKeyChecking=yes backup@vault:/srv/lifeboat /var/backups/lifeboat") in text
-    assert "docker network connect backend web" in text
+    assert "docker network connect --ip 10.5.0.9 backend web" in text
     assert text.index("## 4. Volume data") < text.index("## 7. Services")
     lines = rb.plan_lines(rb.plan_rebuild(man, {"containers": {}}, {}))
     assert any("volume_data: volume:data: restore" in line for line in lines)
@@ -537,3 +537,14 @@ echo {name}
                           env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=30)
     assert (proc.returncode != 0) == fails, proc.stderr
     assert (f"not running (or not healthy): {name}" in proc.stderr) == fails
+
+
+def test_the_runbook_keeps_the_aliases_and_addresses_of_every_network():
+    """The first network's aliases were lost (docker run --network NET gave none): the Molecule
+    drill's exporter came back without its alias `reports` on ops_net."""
+    web = spec("web")
+    assert web["network_mode"] == "app_net"
+    line = rb.docker_run_line(web)
+    run, connect = line.splitlines()
+    assert " --network app_net --network-alias www " in run
+    assert connect == "docker network connect --ip 10.5.0.9 backend web"
