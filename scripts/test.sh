@@ -48,7 +48,13 @@ step_build() {
 step_sanity() { bash scripts/sanity.sh; }
 step_unit() { pytest -q -p no:cacheprovider tests/unit; }
 # --durations: where the time goes, in the CI log (the suite must stay well under 45 minutes).
-step_integration() { pytest -q -p no:cacheprovider --durations=30 tests/integration; }
+# Three workers, one test file each at a time (pytest-xdist --dist loadfile: a file's module
+# fixtures are made once, its tests keep their order). Most of a test's time is spent waiting
+# on engines, servers and databases; tests that act on a whole engine use throw-away engines
+# (tests/integration/fixtures/engine.py) and names are prefixed per test, so files do not meet.
+step_integration() {
+  pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=30 tests/integration
+}
 step_molecule() {
   local scenario rc=0
   for scenario in molecule/*/molecule.yml; do

@@ -12,6 +12,7 @@ puts the file in place without a window where it is half written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -83,8 +84,14 @@ def diagram(inventory: dict[str, Any]) -> list[str]:
     ids: dict[str, str] = {}
 
     def node(key: str, shape: str) -> str:
+        # A node's id comes from what it stands for, not from its rank: a container or volume
+        # added elsewhere on the host does not renumber (and so rewrite) the lines of the others.
         if key not in ids:
-            ids[key] = f"n{len(ids)}"
+            digest = hashlib.sha256(key.encode()).hexdigest()
+            size = 8
+            while f"n{digest[:size]}" in ids.values():
+                size += 1
+            ids[key] = f"n{digest[:size]}"
             lines.append(f"  {ids[key]}{shape}")
         return ids[key]
 

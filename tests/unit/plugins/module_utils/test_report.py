@@ -11,6 +11,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     validate_policy,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._report import (
+    diagram,
     read_text,
     render,
     write_atomic,
@@ -139,3 +140,14 @@ def test_diagram_draws_containers_mounts_units_and_dumps():
     db = next(k for k, v in label.items() if '"postgres_db"' in v)
     assert f"  {db} -- dump --> {dump}" in lines and "dump" in label[dump]
     assert "docker.sock" not in block  # sockets are no data
+
+
+def test_diagram_lines_of_an_item_do_not_change_when_other_items_come_and_go():
+    """data_inventory's report is rewritten only when the host changed: a container added elsewhere
+    on the host must not renumber the nodes of the others (CI saw it with tests running side by side)."""
+    inventory = build_inventory(_host(), _scans(), None, TOOLS)
+    fewer = dict(inventory, volumes=[v for v in inventory["volumes"] if v["name"] != "postgres_data"])
+    full, reduced = "\n".join(diagram(inventory)), "\n".join(diagram(fewer))
+    kept = [line for line in reduced.splitlines() if "nginx" in line]
+    assert kept and all(line in full.splitlines() for line in kept)
+    assert "postgres_data" in full and "postgres_data" not in reduced.split("db:")[0]
