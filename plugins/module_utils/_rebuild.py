@@ -278,6 +278,22 @@ def found_here(spec: dict[str, Any], have: dict[str, Any]) -> str | None:
     return None
 
 
+def swarm_stack_volumes(manifest: dict[str, Any]) -> set[str]:
+    """The volumes of the stacks the snapshot's swarm section records (by name, or by the label
+    com.docker.stack.namespace of a volume unit naming one of them). The swarm step
+    (swarm_rebuild) creates them with their labels and restores them before `docker stack deploy`;
+    restored by the plain steps first, they would be non-empty then, and the swarm step would
+    restore them again and keep that copy aside as a NAME.pre-restore-TIME volume."""
+    stacks = (manifest.get("swarm") or {}).get("stacks") or []
+    names = {v["name"] for stack in stacks for v in stack.get("volumes") or [] if v.get("name")}
+    stack_names = {stack.get("name") for stack in stacks}
+    for unit in data_units(manifest, "volume"):
+        source = unit.get("source") or {}
+        if (source.get("labels") or {}).get("com.docker.stack.namespace") in stack_names:
+            names.add(unit_target(unit))
+    return names
+
+
 def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dict[str, dict[str, str]],
                  compose_env: dict[str, str] | None = None) -> dict[str, Any]:
     """What each step must do on this host. HAVE: the new host's state, {"containers": {name:
@@ -295,9 +311,11 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
                          "action": "present" if n["name"] in (have.get("networks") or []) else "create"}
                         for n in dep.get("networks") or []]
     volumes = have.get("volumes") or {}
+    swarm_volumes = swarm_stack_volumes(manifest)  # the swarm step's
     plan["volumes"] = [{"name": v["name"], "driver": v["driver"],
                         "action": "present" if v["name"] in volumes else "create"}
-                       for v in dep.get("volumes") or [] if ".pre-restore-" not in v["name"]]
+                       for v in dep.get("volumes") or []
+                       if ".pre-restore-" not in v["name"] and v["name"] not in swarm_volumes]
     paths = have.get("paths") or {}
 
     def unit_step(unit: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +330,7 @@ def plan_rebuild(manifest: dict[str, Any], have: dict[str, Any], env_values: dic
                 "files": unit.get("files", 0)}
 
     plan["host_paths"] = [unit_step(u) for u in data_units(manifest, "path")]
-    plan["volume_data"] = [unit_step(u) for u in data_units(manifest, "volume")]
+    plan["volume_data"] = [unit_step(u) for u in data_units(manifest, "volume") if unit_target(u) not in swarm_volumes]
     db_names = set()
     plan["databases"] = []
     for unit in database_units(manifest):

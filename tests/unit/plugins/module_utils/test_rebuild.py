@@ -295,6 +295,33 @@ def test_databases_dumped_from_swarm_tasks_are_left_to_the_swarm_step():
     assert [d["unit"] for d in plan["databases"]] == ["db:shopdb"]
 
 
+def test_volumes_of_swarm_stacks_are_left_to_the_swarm_step():
+    """The swarm step creates and restores a stack's volumes before the deploy: the plain steps
+    restoring them first made it keep their restored content aside as .pre-restore volumes (seen in
+    molecule/swarm_rebuild). A stack's volume is known by the swarm section or by its label."""
+    man = deployment_manifest()
+    man["deployment"]["compose_projects"] = []
+    stack_label = {"com.docker.stack.namespace": "maps"}
+    man["units"] += [
+        {"id": "volume:maps_instance-data", "kind": "volume", "object": ref("7"),
+         "source": {"type": "volume", "name": "maps_instance-data", "labels": stack_label}},
+        {"id": "volume:maps_proxy-data", "kind": "volume", "object": ref("8"),
+         "source": {"type": "volume", "name": "maps_proxy-data", "labels": {}}},
+        {"id": "volume:other_data", "kind": "volume", "object": ref("9"),
+         "source": {"type": "volume", "name": "other_data", "labels": {"com.docker.stack.namespace": "other"}}}]
+    man["deployment"]["volumes"] = [{"name": n, "driver": "local"} for n in
+                                    ("data", "maps_instance-data", "maps_proxy-data", "other_data")]
+    empty = {"containers": {}, "networks": [], "volumes": {}, "images": [], "paths": {}}
+    # without a swarm section (a worker's snapshot) the plain steps bring every volume back
+    plan = rb.plan_rebuild(man, empty, {"web": {"SECRET": "x"}})
+    assert [v["target"] for v in plan["volume_data"]] == ["data", "maps_instance-data", "maps_proxy-data", "other_data"]
+    man["swarm"] = {"stacks": [{"name": "maps", "volumes": [{"name": "maps_proxy-data"}]}]}
+    assert rb.swarm_stack_volumes(man) == {"maps_instance-data", "maps_proxy-data"}
+    plan = rb.plan_rebuild(man, empty, {"web": {"SECRET": "x"}})
+    assert [v["target"] for v in plan["volume_data"]] == ["data", "other_data"]
+    assert [v["name"] for v in plan["volumes"]] == ["data", "other_data"]
+
+
 def test_plan_refuses_snapshots_without_deployment():
     man = deployment_manifest()
     del man["deployment"]
