@@ -27,4 +27,3 @@ requirements:
 notes:
   - The modules talk to the engine on the managed host, so that host needs the Docker SDK for Python.
 """
-

@@ -38,8 +38,9 @@ def object_entries(keys: Iterable[str]) -> list[tuple[str, str]]:
 
 def stray_problems(keys: Iterable[str]) -> list[dict[str, str]]:
     """Files under snapshots/ not named like a manifest: perhaps a manifest renamed by hand."""
-    return [{"snapshot": key, "problem": f"{key} is not named like a manifest (snapshots/ID.json): it might be one "
-                                        "renamed by hand; move it out of snapshots/"}
+    return [{"snapshot": key,
+             "problem": f"{key} is not named like a manifest (snapshots/ID.json): it might be one renamed by hand; "
+                        "move it out of snapshots/"}
             for key in keys if mf.snapshot_id_from_key(key) is None]
 
 

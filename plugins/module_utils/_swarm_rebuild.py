@@ -84,7 +84,6 @@ def stack_of_unit(unit: dict[str, Any], stack: dict[str, Any]) -> bool:
     return False
 
 
-
 def choose_snapshot(manifests: list[dict[str, Any]], host: str | None) -> dict[str, Any] | None:
     """What V(latest) means for a swarm rebuild: the newest snapshot (of HOST if given) that records a swarm."""
     return mf.pick_latest(manifests, host=host, where=lambda m: bool(m.get("swarm")))
@@ -119,6 +118,7 @@ def deployed_stacks(client, stacks: list[dict[str, Any]]) -> list[str]:
         except DockerException:
             continue  # not a swarm manager (yet): nothing is deployed
     return out
+
 
 class SwarmRebuild:
     def __init__(self, client, repo, docker_host: str | None, *, compose_dir: str, force: bool = False,
