@@ -13,6 +13,10 @@ service specs, go to `docker stack deploy`; (4) every service runs its replicas;
 the databases that ran as the stack's tasks are restored into the tasks that run now (PostgreSQL
 and the other SQL engines through their client, Redis by placing its RDB with the service scaled
 to 0 and back, its appendonly file rebuilt from it when appendonly is on: _restore_db.RedisPlacement).
+
+Pure: `swarm_section`, `pick_stacks`, `stack_of_unit`, `choose_snapshot` (what V(latest) means here),
+`no_swarm_snapshot`, `check_plan` (what check mode reports). Effects: `deployed_stacks` (asks the
+engine), `SwarmRebuild` (restores and deploys).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import time
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils import _swarm as sw
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
 from ansible_collections.lifeboat.docker.plugins.module_utils._dump import Spec, exec_capture
@@ -77,6 +82,42 @@ def stack_of_unit(unit: dict[str, Any], stack: dict[str, Any]) -> bool:
         labels = ((unit.get("containers") or [{}])[0] or {}).get("labels") or {}
         return labels.get(sw.STACK_LABEL) == stack["name"]
     return False
+
+
+def choose_snapshot(manifests: list[dict[str, Any]], host: str | None) -> dict[str, Any] | None:
+    """What V(latest) means for a swarm rebuild: the newest snapshot (of HOST if given) that records a swarm."""
+    return mf.pick_latest(manifests, host=host, where=lambda m: bool(m.get("swarm")))
+
+
+def no_swarm_snapshot(repo_url: str, host: str | None) -> str:
+    """The message when no snapshot of REPO_URL (of HOST) records a swarm."""
+    return (f"{repo_url} has no snapshot that records a swarm" + (f" of host {host}" if host else "")
+            + ": take one with lifeboat.docker.snapshot on the swarm's manager")
+
+
+def check_plan(manifest: dict[str, Any], stacks: list[dict[str, Any]], keep: list[str],
+               source: str) -> list[dict[str, Any]]:
+    """What a run would do with each of STACKS (check mode): keep it (it is deployed, existing=keep) or
+    rebuild it from its compose files or its recorded specs, with the volume and dump units it restores."""
+    units = manifest.get("units") or []
+    return [{
+        "stack": s["name"], "action": "present" if s["name"] in keep else "rebuild",
+        "source": "compose" if (s.get("compose") or {}).get("files") and source != "specs" else "specs",
+        "volumes": sorted(u["id"] for u in units if u.get("object") and u["kind"] == "volume" and stack_of_unit(u, s)),
+        "dumps": sorted(u["id"] for u in units if u.get("object") and u["kind"] == "database" and stack_of_unit(u, s)),
+    } for s in stacks]
+
+
+def deployed_stacks(client, stacks: list[dict[str, Any]]) -> list[str]:
+    """The names among STACKS that have services on the engine now (none where it is no swarm manager yet)."""
+    out = []
+    for stack in stacks:
+        try:
+            if client.api.services(filters={"label": f"com.docker.stack.namespace={stack['name']}"}):
+                out.append(stack["name"])
+        except DockerException:
+            continue  # not a swarm manager (yet): nothing is deployed
+    return out
 
 
 class SwarmRebuild:

@@ -24,16 +24,11 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes
 attributes:
-  check_mode:
-    support: full
-    description: Reads only.
   diff_mode:
     support: none
     description: The comparison is the result itself.
-  idempotent:
-    support: full
-    description: Reads only.
 options:
   encryption_identity:
     description:
@@ -134,8 +129,6 @@ same_index:
   type: bool
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
@@ -149,8 +142,9 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
     index_lines,
     previous_snapshot,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 
 
@@ -186,13 +180,12 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     if params["limit"] < 0:
         module.fail_json(msg=f"limit must be 0 (everything) or more, got {params['limit']}")
     result = {"changed": False}
-    try:
+
+    def body() -> None:
         selector = Selector(params["paths"])
         repo = Repository.open(params["repository"], options=store_options(params),
                                identity=params["encryption_identity"])
@@ -204,10 +197,8 @@ def main() -> None:
             base = repo.resolve(params["base"], unit=unit_id, host=params["host"])
         result.update(snapshot_id=newer["id"], base_id=base["id"])
         result.update(compare(repo, base, newer, unit_id, selector, params["limit"]))
-    except (BrowseError, RepositoryError, StoreError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_diff failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    run(module, body, name="snapshot_diff", result=result, ladder=(Failure((BrowseError, RepositoryError, StoreError)),))
     module.exit_json(**result)
 
 

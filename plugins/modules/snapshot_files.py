@@ -20,16 +20,11 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes
 attributes:
-  check_mode:
-    support: full
-    description: Reads only.
   diff_mode:
     support: none
     description: Nothing to compare; see M(lifeboat.docker.snapshot_diff).
-  idempotent:
-    support: full
-    description: Reads only.
 options:
   encryption_identity:
     description:
@@ -144,8 +139,6 @@ unmatched:
   elements: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
@@ -157,8 +150,9 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
     index_lines,
     parse_line,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 
 
@@ -174,13 +168,12 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     if params["limit"] < 0:
         module.fail_json(msg=f"limit must be 0 (everything) or more, got {params['limit']}")
     result = {"changed": False, "unmatched": []}
-    try:
+
+    def body() -> None:
         selector = Selector(params["paths"])
         repo = Repository.open(params["repository"], options=store_options(params),
                                identity=params["encryption_identity"])
@@ -203,10 +196,8 @@ def main() -> None:
                                  "to see its entries (bash scripts/lifeboat.sh ls SNAPSHOT UNIT)", **result)
         result.update(entries=[entry_dict(item) for item in kept.items()], matched=kept.count, matched_bytes=total,
                       truncated=kept.truncated)
-    except (BrowseError, RepositoryError, StoreError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_files failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    run(module, body, name="snapshot_files", result=result, ladder=(Failure((BrowseError, RepositoryError, StoreError)),))
     module.exit_json(**result)
 
 
