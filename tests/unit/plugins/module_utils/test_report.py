@@ -150,4 +150,4 @@ def test_diagram_lines_of_an_item_do_not_change_when_other_items_come_and_go():
     full, reduced = "\n".join(diagram(inventory)), "\n".join(diagram(fewer))
     kept = [line for line in reduced.splitlines() if "nginx" in line]
     assert kept and all(line in full.splitlines() for line in kept)
-    assert "postgres_data" in full and "postgres_data" not in reduced.split("db:")[0]
+    assert "postgres_data" in full and "postgres_data" not in reduced.split("db:", maxsplit=1)[0]
