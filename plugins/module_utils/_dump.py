@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import children as proc_children
 
 DUMP_FORMATS = {
     "postgres": "pg_dumpall-sql",
@@ -479,29 +480,12 @@ def _kill_exec(api, exec_id: str) -> None:
         kill_tree(int(pid))
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every process of this host (from /proc)."""
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2:].split()
-        if len(fields) > 1:
-            out.setdefault(int(fields[1]), []).append(int(entry))
-    return out
-
-
 def kill_tree(pid: int) -> None:
     """SIGKILL PID and all its descendants. A shell's children would otherwise outlive it
     (re-parented to the container's init): they are stopped first, so none forks away unseen."""
     stopped: list[int] = []
     while True:
-        children = _children()
+        children = proc_children()
         tree, todo = [], [pid]
         while todo:
             current = todo.pop()

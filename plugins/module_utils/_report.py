@@ -12,11 +12,9 @@ puts the file in place without a window where it is half written.
 
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils import _files as files
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
     ENGINE_TITLES,
     STRATEGIES,
@@ -327,32 +325,6 @@ def read_text(path: str) -> str | None:
 
 
 def write_atomic(path: str, text: str, default_mode: int = 0o644) -> None:
-    """Write TEXT to PATH through a temporary file beside it and a rename.
-
-    A new file gets DEFAULT_MODE; an existing one keeps its mode (and its owner, when run as
-    root). Missing parent directories are created with mode 0755.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    try:
-        current = os.stat(path)
-        mode = stat.S_IMODE(current.st_mode)
-        owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
-    except FileNotFoundError:
-        mode, owner = default_mode, None
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if owner is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
-            os.chown(tmp, owner[0], owner[1])
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write TEXT to PATH atomically (_files.write_atomic). A new file gets default_mode; an
+    existing one keeps its mode (and its owner, when run as root), so a person's chmod stays."""
+    files.write_atomic(path, text, default_mode, keep=True)

@@ -35,7 +35,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
     verify_object,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import fsync_dir
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, task_container, task_slot
 
 MY_SYSTEM_DATABASES = ("mysql", "sys", "performance_schema", "information_schema")

@@ -19,7 +19,8 @@ import socket
 from typing import Callable, Iterable
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._manifest import safe_host
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, _pid_alive
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import pid_alive
+from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 
 TMP_PREFIX = "tmp/"
 ABANDONED_AFTER = 24 * 3600.0
@@ -47,7 +48,7 @@ def tmp_writer(key: str) -> tuple[str, int] | None:
 
 def stale_tmp_keys(entries: Iterable[tuple[str, float]], now: float, max_age: float, own: set[str],
                    host: str | None = None, pid: int | None = None,
-                   alive: Callable[[int], bool] = _pid_alive) -> list[str]:
+                   alive: Callable[[int], bool] = pid_alive) -> list[str]:
     """The keys among (key, mtime) entries of tmp/ whose writers are gone (see the module doc).
 
     own holds the keys of this process's writers in progress; max_age spares what is younger."""

@@ -33,11 +33,11 @@ import time
 from typing import Any, Callable, Iterator
 
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import pid_alive
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import (
     Store,
     StoreError,
     Writer,
-    _pid_alive,
     redact_url,
 )
 
@@ -311,7 +311,7 @@ class S3Store(Store):
         def stale(object_key: str, when) -> bool:
             name = object_key[len(tmp_prefix):]
             age = now - when.timestamp() if when is not None else STALE_AFTER
-            return is_stale(name, age, self.host, own_pid, _pid_alive, self.open_tmp, max_age)
+            return is_stale(name, age, self.host, own_pid, pid_alive, self.open_tmp, max_age)
 
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=tmp_prefix):

@@ -224,6 +224,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import cmdline
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, relative_paths, store_options
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError, decide
@@ -246,11 +247,7 @@ def lock_holders(path: str) -> list[str]:
             continue
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4] != str(os.getpid()):
             pid = fields[4]
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                cmd = ""
+            cmd = cmdline(pid)
             out.append(f"process {pid}" + (f" ({cmd[:120]})" if cmd else ""))
     return out
 
