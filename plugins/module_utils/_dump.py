@@ -69,26 +69,44 @@ class Spec:
         return f"Spec({self.describe!r})"
 
 
+def postgres_login(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The user a PostgreSQL container was set up with, and the environment its clients log in
+    with (PGUSER, and PGPASSWORD when the container has one)."""
+    user = _first(env, "POSTGRES_USER", default="postgres")
+    xenv = {"PGUSER": user}
+    password = _first(env, "POSTGRES_PASSWORD")
+    if password:
+        xenv["PGPASSWORD"] = password
+    return user, xenv
+
+
+def mysql_login(env: dict[str, str]) -> dict[str, str]:
+    """The environment MariaDB's and MySQL's clients log in as root with (MYSQL_PWD, when the
+    container has a root password)."""
+    password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
+    return {"MYSQL_PWD": password} if password else {}
+
+
+def redis_login(env: dict[str, str]) -> dict[str, str]:
+    """The environment redis-cli authenticates with (REDISCLI_AUTH, when the container has a password)."""
+    password = _first(env, "REDIS_PASSWORD")
+    return {"REDISCLI_AUTH": password} if password else {}
+
+
 def dump_spec(engine: str, attrs: dict[str, Any], tool: str | None = None) -> Spec:
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        password = _first(env, "POSTGRES_PASSWORD")
-        if password:
-            xenv["PGPASSWORD"] = password
+        user, xenv = postgres_login(env)
         argv = [tool or "pg_dumpall", "--no-password", "--quote-all-identifiers"]
         return Spec(argv, xenv, describe=f"{argv[0]} as {user}")
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         binary = tool or ("mariadb-dump" if engine == "mariadb" else "mysqldump")
         argv = [binary, "--user=root", "--all-databases", "--single-transaction", "--routines", "--triggers",
                 "--events", "--hex-blob", "--skip-extended-insert", "--default-character-set=utf8mb4"]
         return Spec(argv, xenv, describe=f"{binary} --all-databases --single-transaction as root")
     if engine == "redis":
-        password = _first(env, "REDIS_PASSWORD")
-        xenv = {"REDISCLI_AUTH": password} if password else {}
+        xenv = redis_login(env)
         return Spec([tool or "redis-cli", "--rdb", "-"], xenv, describe="redis-cli --rdb -")
     if engine == "mongodb":
         user = _first(env, "MONGO_INITDB_ROOT_USERNAME")
@@ -121,18 +139,13 @@ def _mongo_with_password(tool: str, args: list[str], user: str, password: str, d
 def restore_spec(engine: str, attrs: dict[str, Any]) -> Spec:
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        password = _first(env, "POSTGRES_PASSWORD")
-        if password:
-            xenv["PGPASSWORD"] = password
+        user, xenv = postgres_login(env)
         # The dump recreates roles and databases; "role already exists" for the bootstrap user is
         # expected, so errors do not stop psql: the row counts checked afterwards decide.
         return Spec(["psql", "--no-password", "-q", "-X", "-d", "postgres", "-f", "-"], xenv,
                     describe=f"psql -f - as {user}")
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         binary = "mariadb" if engine == "mariadb" else "mysql"
         return Spec([binary, "--user=root", "--default-character-set=utf8mb4"], xenv, describe=f"{binary} as root")
     if engine == "mongodb":
@@ -149,15 +162,11 @@ def count_spec(engine: str, attrs: dict[str, Any], database: str, tables: list[s
     """A query printing 'table<TAB>count' lines for TABLES of DATABASE."""
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        if _first(env, "POSTGRES_PASSWORD"):
-            xenv["PGPASSWORD"] = env["POSTGRES_PASSWORD"]
+        xenv = postgres_login(env)[1]
         query = " UNION ALL ".join(f"SELECT {_pg_literal(t)}, count(*) FROM {t}" for t in tables)
         return Spec(["psql", "--no-password", "-X", "-At", "-F", "\t", "-d", database, "-c", query], xenv)
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         query = " UNION ALL ".join(f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM `{database}`.{t}"
                                    for t in tables)
         binary = "mariadb" if engine == "mariadb" else "mysql"
