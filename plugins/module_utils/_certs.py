@@ -23,6 +23,7 @@ import tarfile
 from datetime import datetime, timezone
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._crypt import age_command
 from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
 
 PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ./-]+)-----\r?\n.*?-----END \1-----", re.S)
@@ -305,10 +306,7 @@ def same_file(path: str, data: bytes, uid: int, gid: int, mode: int) -> bool:
 
 def age_encrypt(age: str, data: bytes, recipients: list[str]) -> bytes:
     """age -r R..., plaintext through stdin (never on disk); returns the ciphertext."""
-    args = [age, "--encrypt"]
-    for recipient in recipients:
-        args += ["--recipient", recipient]
-    proc = subprocess.run(args, input=data, capture_output=True, check=False)
+    proc = subprocess.run(age_command(recipients, binary=age), input=data, capture_output=True, check=False)
     if proc.returncode != 0:
         raise CertError(f"age could not encrypt the bundle: {proc.stderr.decode(errors='replace').strip()}; "
                         "check the recipients (age1... public keys)")
@@ -316,7 +314,7 @@ def age_encrypt(age: str, data: bytes, recipients: list[str]) -> bytes:
 
 
 def age_decrypt(age: str, src: str, identity: str) -> bytes:
-    proc = subprocess.run([age, "--decrypt", "--identity", identity, src], capture_output=True, check=False)
+    proc = subprocess.run(age_command(identity=identity, binary=age) + [src], capture_output=True, check=False)
     if proc.returncode != 0:
         raise CertError(f"age could not decrypt {src}: {proc.stderr.decode(errors='replace').strip()}; "
                         "give the identity whose public key the bundle was encrypted to")

@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._pipes import Filter
 from ansible_collections.lifeboat.docker.plugins.module_utils._procs import children as proc_children
 
 DUMP_FORMATS = {
@@ -523,61 +524,34 @@ class Compressor:
 
     def __init__(self, writer, level: int = 3, threads: int = 0) -> None:
         import hashlib
-        import subprocess
 
         self.writer = writer
         self.digest = hashlib.sha256()
         self.size = 0
-        self.error: list[BaseException] = []
-        self.proc = subprocess.Popen(["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
+        self.zstd = Filter(["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"], sink=self._out)
 
-    def _drain(self) -> None:
-        try:
-            fd = self.proc.stdout.fileno()
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                self.digest.update(chunk)
-                self.writer.write(chunk)
-                self.size += len(chunk)
-        except BaseException as exc:  # pylint: disable=broad-except
-            self.error.append(exc)
-            self.proc.kill()
+    def _out(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.writer.write(chunk)
+        self.size += len(chunk)
 
     def write(self, data: bytes) -> None:
-        if self.error:
-            raise self.error[0]
-        self.proc.stdin.write(data)
+        if self.zstd.failure:
+            raise self.zstd.failure[0]
+        self.zstd.write(data)
 
     def close(self) -> dict[str, Any]:
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.thread.join()
-        rc = self.proc.wait()
-        err = self.proc.stderr.read().decode("utf-8", "replace").strip()
-        self.proc.stderr.close()
-        self.proc.stdout.close()
-        if self.error:
-            raise self.error[0]
+        rc = self.zstd.finish()
+        err = self.zstd.stderr(limit=None)
+        self.zstd.close()
+        if self.zstd.failure:
+            raise self.zstd.failure[0]
         if rc != 0:
             raise DumpError(f"zstd failed (exit {rc}): {err}")
         return {"sha256": self.digest.hexdigest(), "size": self.size}
 
     def abort(self) -> None:
-        self.proc.kill()
-        self.thread.join()
-        self.proc.wait()
-        for fh in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                fh.close()
-            except (OSError, ValueError):
-                pass
+        self.zstd.close()
 
 
 def capture_dump(client, repo, container: str, attrs: dict[str, Any], engine: str, tool: str | None,
@@ -622,50 +596,27 @@ def capture_dump(client, repo, container: str, attrs: dict[str, Any], engine: st
 def object_chunks(repo, ref: dict[str, Any]) -> Iterable[bytes]:
     """The decompressed bytes of an object, checked against its sha256 at the end (raises)."""
     import hashlib
-    import subprocess
 
     sha = ref["sha256"]
     expected = ref.get("plain_sha256") or sha
-
     digest = hashlib.sha256()
-    proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    failure: list[BaseException] = []
-
-    def feed() -> None:
-        try:
-            with repo.open_object(ref) as fh:
-                while True:
-                    chunk = fh.read(1 << 20)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass
-        except BaseException as exc:  # pylint: disable=broad-except
-            failure.append(exc)
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    fd = proc.stdout.fileno()
     try:
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            yield chunk
-    finally:
-        thread.join()
-        proc.stdout.close()
-        rc = proc.wait()
-    if failure:
-        raise DumpError(f"reading object {sha} failed: {failure[0]}")
+        reader = repo.open_object(ref)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise DumpError(f"reading object {sha} failed: {exc}") from None
+    with reader:
+        zstd = Filter(["zstd", "-q", "-d", "-c"], source=reader.read, on_input=digest.update)
+        whole = False
+        try:
+            yield from zstd.chunks()
+            whole = True
+        finally:
+            if not whole:  # the caller stopped reading: the feeder must not wait on a full pipe
+                zstd.kill_child()
+            rc = zstd.finish()
+            zstd.close()
+    if zstd.failure:
+        raise DumpError(f"reading object {sha} failed: {zstd.failure[0]}")
     if rc != 0 or digest.hexdigest() != expected:
         raise DumpError(f"object {sha} is damaged (sha256 or zstd check failed): restore from another snapshot")
 
