@@ -44,4 +44,5 @@ def test_a_running_child_is_seen_and_gone_after_it_ends():
 
 
 def test_own_process_start_is_stable():
-    assert process_start(os.getpid()) == process_start(os.getpid()) is not None
+    start = process_start(os.getpid())
+    assert start is not None and process_start(os.getpid()) == start
