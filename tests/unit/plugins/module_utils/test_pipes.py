@@ -59,7 +59,7 @@ def test_a_failing_sink_is_kept_and_kills_the_child():
 
     zstd = Filter(["zstd", "-q", "-c"], sink=sink)
     with pytest.raises((BrokenPipeError, ValueError)):
-        for _ in range(200):  # until the killed child's pipe breaks
+        for _attempt in range(200):  # until the killed child's pipe breaks
             zstd.write(DATA)
     zstd.finish()
     assert isinstance(zstd.failure[0], OSError) and "disk full" in str(zstd.failure[0])
