@@ -31,6 +31,7 @@ import time
 from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO, Callable, Iterator
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._pipes import feed
 from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import TarChecker, UnsafeArchive
 
 CHUNK = 1 << 20
@@ -732,24 +733,6 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
             zstd.wait()
             raise
 
-        def feed_zstd() -> None:
-            try:
-                while True:
-                    chunk = reader.read(CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    zstd.stdin.write(chunk)
-            except BrokenPipeError:
-                pass  # zstd stopped (damaged input or we killed it): its exit code tells
-            except BaseException as exc:  # pylint: disable=broad-except
-                read_error.append(exc)
-            finally:
-                try:
-                    zstd.stdin.close()
-                except BrokenPipeError:
-                    pass
-
         def hash_file() -> None:
             try:
                 offset = 0
@@ -762,8 +745,11 @@ def extract(reader: BinaryIO, dest: str, expected_sha256: str, allow_devices: bo
             except BaseException as exc:  # pylint: disable=broad-except
                 read_error.append(exc)
 
-        feeder = threading.Thread(target=feed_zstd if object_fd is None else hash_file, daemon=True)
-        feeder.start()
+        if object_fd is None:  # zstd stopping early (damaged input, or killed) ends the feeder quietly
+            feeder = feed(zstd.stdin, reader.read, digest.update, read_error)
+        else:
+            feeder = threading.Thread(target=hash_file, daemon=True)
+            feeder.start()
         in_fd, out_fd = zstd.stdout.fileno(), tar.stdin.fileno()
         _big_pipe(in_fd)
         _big_pipe(out_fd)

@@ -20,9 +20,11 @@ import re
 import stat
 import subprocess
 import tarfile
-import tempfile
 from datetime import datetime, timezone
 from typing import Any
+
+from ansible_collections.lifeboat.docker.plugins.module_utils._crypt import age_command
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
 
 PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ./-]+)-----\r?\n.*?-----END \1-----", re.S)
 MAX_FILE = 1024 * 1024  # certificates and keys are small: larger files are not read
@@ -287,22 +289,9 @@ def restore_mode(entry: dict[str, Any]) -> int:
 
 
 def write_file(path: str, data: bytes, uid: int, gid: int, mode: int) -> None:
-    """Atomically: a 0600 temporary beside PATH, owner and mode set, then renamed over it."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lifeboat-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomically (_files.write_atomic): a 0600 temporary beside PATH, owner and mode set, then
+    renamed over it."""
+    write_atomic(path, data, mode, owner=(uid, gid))
 
 
 def same_file(path: str, data: bytes, uid: int, gid: int, mode: int) -> bool:
@@ -315,19 +304,17 @@ def same_file(path: str, data: bytes, uid: int, gid: int, mode: int) -> bool:
         return False
 
 
-def age_encrypt(age: str, data: bytes, recipients: list[str], dest: str) -> None:
-    """age -r R... -o DEST, plaintext through stdin (never on disk)."""
-    args = [age, "--encrypt", "--output", dest]
-    for recipient in recipients:
-        args += ["--recipient", recipient]
-    proc = subprocess.run(args, input=data, capture_output=True, check=False)
+def age_encrypt(age: str, data: bytes, recipients: list[str]) -> bytes:
+    """age -r R..., plaintext through stdin (never on disk); returns the ciphertext."""
+    proc = subprocess.run(age_command(recipients, binary=age), input=data, capture_output=True, check=False)
     if proc.returncode != 0:
         raise CertError(f"age could not encrypt the bundle: {proc.stderr.decode(errors='replace').strip()}; "
                         "check the recipients (age1... public keys)")
+    return proc.stdout
 
 
 def age_decrypt(age: str, src: str, identity: str) -> bytes:
-    proc = subprocess.run([age, "--decrypt", "--identity", identity, src], capture_output=True, check=False)
+    proc = subprocess.run(age_command(identity=identity, binary=age) + [src], capture_output=True, check=False)
     if proc.returncode != 0:
         raise CertError(f"age could not decrypt {src}: {proc.stderr.decode(errors='replace').strip()}; "
                         "give the identity whose public key the bundle was encrypted to")

@@ -16,14 +16,11 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import tempfile
-import threading
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._pipes import CHUNK, Filter
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, Writer
 
-CHUNK = 1 << 20
 SCHEME = "age"
 # X25519 recipients (age1 + bech32), and the SSH public keys age also takes.
 _RECIPIENT_RE = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-ed25519 [A-Za-z0-9+/=]+( .*)?|ssh-rsa [A-Za-z0-9+/=]+( .*)?)$")
@@ -39,6 +36,19 @@ def age_binary() -> str:
         raise CryptError("the age command is missing on this host: install it (Debian package age) to use "
                          "encryption_recipients or encryption_identity")
     return path
+
+
+def age_command(recipients: list[str] | None = None, identity: str | None = None, binary: str | None = None) -> list[str]:
+    """age's command line: encrypting to RECIPIENTS, or else decrypting with the IDENTITY file;
+    stdin to stdout. binary: the age command (by default found on PATH, see age_binary)."""
+    cmd = [binary or age_binary()]
+    if recipients is not None:
+        cmd.append("--encrypt")
+        for recipient in recipients:
+            cmd += ["--recipient", recipient]
+    else:
+        cmd += ["--decrypt", "--identity", str(identity)]
+    return cmd
 
 
 def check_recipients(recipients: list[str]) -> list[str]:
@@ -70,11 +80,6 @@ def check_identity(path: str | None, what: str) -> str:
     return path
 
 
-def _stderr(fh) -> str:
-    fh.seek(0)
-    return fh.read().decode("utf-8", "replace").strip()[-500:]
-
-
 class EncryptingWriter(Writer):
     """Plain bytes in, age ciphertext out into an inner store writer.
 
@@ -85,59 +90,37 @@ class EncryptingWriter(Writer):
         self.inner = inner
         self.digest = hashlib.sha256()
         self.size = 0
-        self.failure: list[BaseException] = []
-        self.err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
-        cmd = [age_binary(), "--encrypt"]
-        for recipient in recipients:
-            cmd += ["--recipient", recipient]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
-                                     stderr=self.err)
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
+        self.age = Filter(age_command(recipients), sink=self._out)
         self.finished = False
 
-    def _pump(self) -> None:
-        fd = self.proc.stdout.fileno()
-        try:
-            while True:
-                chunk = os.read(fd, CHUNK)
-                if not chunk:
-                    break
-                self.digest.update(chunk)
-                self.size += len(chunk)
-                self.inner.write(chunk)
-        except BaseException as exc:  # pylint: disable=broad-except
-            self.failure.append(exc)
-            self.proc.kill()  # a writer blocked on age's input gets a broken pipe
+    def _out(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        self.inner.write(chunk)
 
     def _raise_failure(self) -> None:
-        if self.failure:
-            exc = self.failure[0]
+        if self.age.failure:
+            exc = self.age.failure[0]
             raise exc if isinstance(exc, StoreError) else StoreError(f"writing the encrypted object failed: {exc}")
 
     def write(self, data: bytes) -> None:
         try:
-            self.proc.stdin.write(data)
+            self.age.write(data)
         except (BrokenPipeError, ValueError):
-            self.pump.join()
+            for thread in self.age.threads:
+                thread.join()
             self._raise_failure()
-            raise CryptError(f"age stopped while encrypting: {_stderr(self.err) or 'no message'}") from None
+            raise CryptError(f"age stopped while encrypting: {self.age.stderr() or 'no message'}") from None
 
     def finish(self) -> tuple[str, int]:
         """End the stream; returns the ciphertext's sha256 and size."""
         if not self.finished:
             self.finished = True
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            self.pump.join()
-            rc = self.proc.wait()
-            self.proc.stdout.close()
+            rc = self.age.finish()
             self._raise_failure()
             if rc != 0:
-                raise CryptError(f"age failed encrypting (exit {rc}): {_stderr(self.err) or 'no message'}")
-            self.err.close()
+                raise CryptError(f"age failed encrypting (exit {rc}): {self.age.stderr() or 'no message'}")
+            self.age.close()
         return self.digest.hexdigest(), self.size
 
     def commit(self, key: str, replace: bool = False) -> bool:
@@ -145,16 +128,7 @@ class EncryptingWriter(Writer):
         return self.inner.commit(key, replace=replace)  # type: ignore[call-arg]
 
     def abort(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        self.pump.join()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.err.close()
+        self.age.close()
         self.inner.abort()
 
 
@@ -166,41 +140,17 @@ class DecryptingReader:
         self.inner = inner
         self.what = what
         self.identity = identity
-        self.failure: list[BaseException] = []
-        self.err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen([age_binary(), "--decrypt", "--identity", identity],  # pylint: disable=consider-using-with
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
-        self.feeder = threading.Thread(target=self._feed, daemon=True)
-        self.feeder.start()
+        self.age = Filter(age_command(identity=identity), source=inner.read)
         self.done = False
-
-    def _feed(self) -> None:
-        try:
-            while True:
-                chunk = self.inner.read(CHUNK)
-                if not chunk:
-                    break
-                self.proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # age stopped: its exit status tells why
-        except BaseException as exc:  # pylint: disable=broad-except
-            self.failure.append(exc)
-            self.proc.kill()
-        finally:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
 
     def _end(self) -> None:
         self.done = True
-        self.feeder.join()
-        rc = self.proc.wait()
-        if self.failure:
-            exc = self.failure[0]
+        rc = self.age.finish()
+        if self.age.failure:
+            exc = self.age.failure[0]
             raise exc if isinstance(exc, StoreError) else StoreError(f"reading {self.what} failed: {exc}")
         if rc != 0:
-            message = _stderr(self.err)
+            message = self.age.stderr()
             if "no identity matched" in message:
                 raise CryptError(f"the identity {self.identity} cannot decrypt {self.what}: it was encrypted to other "
                                  "recipients; give the identity file of one of them")
@@ -217,18 +167,13 @@ class DecryptingReader:
                 if not chunk:
                     return b"".join(parts)
                 parts.append(chunk)
-        chunk = self.proc.stdout.read1(size) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(size)
+        chunk = self.age.read(size)
         if not chunk:
             self._end()
         return chunk
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.feeder.join()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.err.close()
+        self.age.close()
         self.inner.close()
 
     def __enter__(self) -> "DecryptingReader":

@@ -25,6 +25,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._archive import hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._pipes import Filter
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import children as proc_children
 
 DUMP_FORMATS = {
     "postgres": "pg_dumpall-sql",
@@ -68,26 +70,44 @@ class Spec:
         return f"Spec({self.describe!r})"
 
 
+def postgres_login(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The user a PostgreSQL container was set up with, and the environment its clients log in
+    with (PGUSER, and PGPASSWORD when the container has one)."""
+    user = _first(env, "POSTGRES_USER", default="postgres")
+    xenv = {"PGUSER": user}
+    password = _first(env, "POSTGRES_PASSWORD")
+    if password:
+        xenv["PGPASSWORD"] = password
+    return user, xenv
+
+
+def mysql_login(env: dict[str, str]) -> dict[str, str]:
+    """The environment MariaDB's and MySQL's clients log in as root with (MYSQL_PWD, when the
+    container has a root password)."""
+    password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
+    return {"MYSQL_PWD": password} if password else {}
+
+
+def redis_login(env: dict[str, str]) -> dict[str, str]:
+    """The environment redis-cli authenticates with (REDISCLI_AUTH, when the container has a password)."""
+    password = _first(env, "REDIS_PASSWORD")
+    return {"REDISCLI_AUTH": password} if password else {}
+
+
 def dump_spec(engine: str, attrs: dict[str, Any], tool: str | None = None) -> Spec:
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        password = _first(env, "POSTGRES_PASSWORD")
-        if password:
-            xenv["PGPASSWORD"] = password
+        user, xenv = postgres_login(env)
         argv = [tool or "pg_dumpall", "--no-password", "--quote-all-identifiers"]
         return Spec(argv, xenv, describe=f"{argv[0]} as {user}")
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         binary = tool or ("mariadb-dump" if engine == "mariadb" else "mysqldump")
         argv = [binary, "--user=root", "--all-databases", "--single-transaction", "--routines", "--triggers",
                 "--events", "--hex-blob", "--skip-extended-insert", "--default-character-set=utf8mb4"]
         return Spec(argv, xenv, describe=f"{binary} --all-databases --single-transaction as root")
     if engine == "redis":
-        password = _first(env, "REDIS_PASSWORD")
-        xenv = {"REDISCLI_AUTH": password} if password else {}
+        xenv = redis_login(env)
         return Spec([tool or "redis-cli", "--rdb", "-"], xenv, describe="redis-cli --rdb -")
     if engine == "mongodb":
         user = _first(env, "MONGO_INITDB_ROOT_USERNAME")
@@ -120,18 +140,13 @@ def _mongo_with_password(tool: str, args: list[str], user: str, password: str, d
 def restore_spec(engine: str, attrs: dict[str, Any]) -> Spec:
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        password = _first(env, "POSTGRES_PASSWORD")
-        if password:
-            xenv["PGPASSWORD"] = password
+        user, xenv = postgres_login(env)
         # The dump recreates roles and databases; "role already exists" for the bootstrap user is
         # expected, so errors do not stop psql: the row counts checked afterwards decide.
         return Spec(["psql", "--no-password", "-q", "-X", "-d", "postgres", "-f", "-"], xenv,
                     describe=f"psql -f - as {user}")
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         binary = "mariadb" if engine == "mariadb" else "mysql"
         return Spec([binary, "--user=root", "--default-character-set=utf8mb4"], xenv, describe=f"{binary} as root")
     if engine == "mongodb":
@@ -148,15 +163,11 @@ def count_spec(engine: str, attrs: dict[str, Any], database: str, tables: list[s
     """A query printing 'table<TAB>count' lines for TABLES of DATABASE."""
     env = env_of(attrs)
     if engine == "postgres":
-        user = _first(env, "POSTGRES_USER", default="postgres")
-        xenv = {"PGUSER": user}
-        if _first(env, "POSTGRES_PASSWORD"):
-            xenv["PGPASSWORD"] = env["POSTGRES_PASSWORD"]
+        xenv = postgres_login(env)[1]
         query = " UNION ALL ".join(f"SELECT {_pg_literal(t)}, count(*) FROM {t}" for t in tables)
         return Spec(["psql", "--no-password", "-X", "-At", "-F", "\t", "-d", database, "-c", query], xenv)
     if engine in ("mariadb", "mysql"):
-        password = _first(env, "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        xenv = {"MYSQL_PWD": password} if password else {}
+        xenv = mysql_login(env)
         query = " UNION ALL ".join(f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM `{database}`.{t}"
                                    for t in tables)
         binary = "mariadb" if engine == "mariadb" else "mysql"
@@ -479,29 +490,12 @@ def _kill_exec(api, exec_id: str) -> None:
         kill_tree(int(pid))
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every process of this host (from /proc)."""
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2:].split()
-        if len(fields) > 1:
-            out.setdefault(int(fields[1]), []).append(int(entry))
-    return out
-
-
 def kill_tree(pid: int) -> None:
     """SIGKILL PID and all its descendants. A shell's children would otherwise outlive it
     (re-parented to the container's init): they are stopped first, so none forks away unseen."""
     stopped: list[int] = []
     while True:
-        children = _children()
+        children = proc_children()
         tree, todo = [], [pid]
         while todo:
             current = todo.pop()
@@ -530,61 +524,34 @@ class Compressor:
 
     def __init__(self, writer, level: int = 3, threads: int = 0) -> None:
         import hashlib
-        import subprocess
 
         self.writer = writer
         self.digest = hashlib.sha256()
         self.size = 0
-        self.error: list[BaseException] = []
-        self.proc = subprocess.Popen(["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
+        self.zstd = Filter(["zstd", "-q", "-c", f"-{int(level)}", f"-T{int(threads)}"], sink=self._out)
 
-    def _drain(self) -> None:
-        try:
-            fd = self.proc.stdout.fileno()
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                self.digest.update(chunk)
-                self.writer.write(chunk)
-                self.size += len(chunk)
-        except BaseException as exc:  # pylint: disable=broad-except
-            self.error.append(exc)
-            self.proc.kill()
+    def _out(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.writer.write(chunk)
+        self.size += len(chunk)
 
     def write(self, data: bytes) -> None:
-        if self.error:
-            raise self.error[0]
-        self.proc.stdin.write(data)
+        if self.zstd.failure:
+            raise self.zstd.failure[0]
+        self.zstd.write(data)
 
     def close(self) -> dict[str, Any]:
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.thread.join()
-        rc = self.proc.wait()
-        err = self.proc.stderr.read().decode("utf-8", "replace").strip()
-        self.proc.stderr.close()
-        self.proc.stdout.close()
-        if self.error:
-            raise self.error[0]
+        rc = self.zstd.finish()
+        err = self.zstd.stderr(limit=None)
+        self.zstd.close()
+        if self.zstd.failure:
+            raise self.zstd.failure[0]
         if rc != 0:
             raise DumpError(f"zstd failed (exit {rc}): {err}")
         return {"sha256": self.digest.hexdigest(), "size": self.size}
 
     def abort(self) -> None:
-        self.proc.kill()
-        self.thread.join()
-        self.proc.wait()
-        for fh in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                fh.close()
-            except (OSError, ValueError):
-                pass
+        self.zstd.close()
 
 
 def capture_dump(client, repo, container: str, attrs: dict[str, Any], engine: str, tool: str | None,
@@ -629,50 +596,27 @@ def capture_dump(client, repo, container: str, attrs: dict[str, Any], engine: st
 def object_chunks(repo, ref: dict[str, Any]) -> Iterable[bytes]:
     """The decompressed bytes of an object, checked against its sha256 at the end (raises)."""
     import hashlib
-    import subprocess
 
     sha = ref["sha256"]
     expected = ref.get("plain_sha256") or sha
-
     digest = hashlib.sha256()
-    proc = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    failure: list[BaseException] = []
-
-    def feed() -> None:
-        try:
-            with repo.open_object(ref) as fh:
-                while True:
-                    chunk = fh.read(1 << 20)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass
-        except BaseException as exc:  # pylint: disable=broad-except
-            failure.append(exc)
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    fd = proc.stdout.fileno()
     try:
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            yield chunk
-    finally:
-        thread.join()
-        proc.stdout.close()
-        rc = proc.wait()
-    if failure:
-        raise DumpError(f"reading object {sha} failed: {failure[0]}")
+        reader = repo.open_object(ref)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise DumpError(f"reading object {sha} failed: {exc}") from None
+    with reader:
+        zstd = Filter(["zstd", "-q", "-d", "-c"], source=reader.read, on_input=digest.update)
+        whole = False
+        try:
+            yield from zstd.chunks()
+            whole = True
+        finally:
+            if not whole:  # the caller stopped reading: the feeder must not wait on a full pipe
+                zstd.kill_child()
+            rc = zstd.finish()
+            zstd.close()
+    if zstd.failure:
+        raise DumpError(f"reading object {sha} failed: {zstd.failure[0]}")
     if rc != 0 or digest.hexdigest() != expected:
         raise DumpError(f"object {sha} is damaged (sha256 or zstd check failed): restore from another snapshot")
 

@@ -298,18 +298,7 @@ def validate_policy(policy: Any) -> dict[str, dict[str, Any]]:
     allowed = ", ".join(POLICY_SETTINGS)
     result: dict[str, dict[str, Any]] = {}
     for raw_key, value in policy.items():
-        key = str(raw_key).strip()
-        where = f"policy entry {key!r}"
-        if not key:
-            raise PolicyError("policy has an empty key: use a volume name, an absolute host path, "
-                              "a unit id (volume:NAME, path:/PATH, db:CONTAINER) or a glob")
-        if key.startswith("path:") and not key[5:].startswith("/") and not _is_glob(key[5:]):
-            raise PolicyError(f"{where}: host paths must be absolute, for example path:/srv/data")
-        if "/" in key and not key.startswith(("/", "path:", "volume:", "db:")) and not _is_glob(key):
-            raise PolicyError(f"{where}: host paths must be absolute (start with /); volume names "
-                              "cannot contain /")
-        if key.startswith("/") and len(key) > 1:
-            key = key.rstrip("/") or "/"
+        key, where = _policy_key(raw_key)
         if value is None:
             value = {}
         elif isinstance(value, str):
@@ -323,80 +312,103 @@ def validate_policy(policy: Any) -> dict[str, dict[str, Any]]:
             except ValueError as exc:
                 raise PolicyError(str(exc)) from exc
             continue
-        unknown = sorted(str(k) for k in value if k not in POLICY_SETTINGS)
-        if unknown:
-            raise PolicyError(f"{where}: unknown setting(s) {', '.join(unknown)}; allowed: {allowed}")
-        entry: dict[str, Any] = {k: None for k in POLICY_SETTINGS if k != "skip"}
-        strategy = value.get("strategy")
-        if strategy is not None:
-            strategy = str(strategy).strip().lower()
-            if strategy not in STRATEGIES:
-                raise PolicyError(f"{where}: strategy {value.get('strategy')!r} is not one of "
-                                  f"{', '.join(STRATEGIES)}")
-        if value.get("skip") is not None:
-            skip = _truthy(value["skip"])
-            if skip is None:
-                raise PolicyError(f"{where}: skip must be true or false, got {value['skip']!r}")
-            if skip:
-                if strategy not in (None, "skip"):
-                    raise PolicyError(f"{where}: skip: true contradicts strategy {strategy}; "
-                                      "keep one of them")
-                strategy = "skip"
-        entry["strategy"] = strategy
-        if value.get("engine") is not None:
-            engine = str(value["engine"]).strip().lower()
-            if engine not in ENGINES:
-                raise PolicyError(f"{where}: engine {value['engine']!r} is not one of "
-                                  f"{', '.join(ENGINES)}")
-            entry["engine"] = engine
-        exclude = value.get("exclude")
-        if exclude is not None:
-            if isinstance(exclude, str):
-                exclude = [exclude]
-            if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
-                raise PolicyError(f"{where}: exclude must be a list of glob patterns (strings)")
-            entry["exclude"] = list(exclude)
-        if value.get("order") is not None:
-            order = value["order"]
-            if isinstance(order, bool):
-                order = None
-            else:
-                try:
-                    order = int(str(order).strip())
-                except ValueError:
-                    order = None
-            if order is None:
-                raise PolicyError(f"{where}: order must be a whole number, got {value['order']!r}")
-            entry["order"] = order
-        if value.get("confidential") is not None:
-            conf = _truthy(value["confidential"])
-            if conf is None:
-                raise PolicyError(f"{where}: confidential must be true or false, "
-                                  f"got {value['confidential']!r}")
-            entry["confidential"] = conf
-        if value.get("reason") is not None:
-            entry["reason"] = str(value["reason"])
-        for phase in ("pre", "post"):
-            if value.get(phase) is not None:
-                if not isinstance(value[phase], str) or not value[phase].strip():
-                    raise PolicyError(f"{where}: {phase} must be a shell command (a string)")
-                entry[phase] = value[phase]
-        if value.get("hook_timeout") is not None:
-            try:
-                entry["hook_timeout"] = int(value["hook_timeout"])
-            except (TypeError, ValueError):
-                entry["hook_timeout"] = 0
-            if isinstance(value["hook_timeout"], bool) or entry["hook_timeout"] <= 0:
-                raise PolicyError(f"{where}: hook_timeout must be a positive number of seconds, "
-                                  f"got {value['hook_timeout']!r}")
-        if value.get("on_error") is not None:
-            if value["on_error"] not in HOOK_ON_ERROR:
-                raise PolicyError(f"{where}: on_error must be fail or continue, got {value['on_error']!r}")
-            entry["on_error"] = value["on_error"]
+        entry = _policy_entry(where, value, allowed)
         if key in result:
             raise PolicyError(f"{where} appears twice (after normalising trailing slashes)")
         result[key] = entry
     return result
+
+
+def _policy_key(raw_key: Any) -> tuple[str, str]:
+    """A policy key, checked and normalised (trailing slashes of host paths), and how messages name it."""
+    key = str(raw_key).strip()
+    where = f"policy entry {key!r}"
+    if not key:
+        raise PolicyError("policy has an empty key: use a volume name, an absolute host path, "
+                          "a unit id (volume:NAME, path:/PATH, db:CONTAINER) or a glob")
+    if key.startswith("path:") and not key[5:].startswith("/") and not _is_glob(key[5:]):
+        raise PolicyError(f"{where}: host paths must be absolute, for example path:/srv/data")
+    if "/" in key and not key.startswith(("/", "path:", "volume:", "db:")) and not _is_glob(key):
+        raise PolicyError(f"{where}: host paths must be absolute (start with /); volume names "
+                          "cannot contain /")
+    if key.startswith("/") and len(key) > 1:
+        key = key.rstrip("/") or "/"
+    return key, where
+
+
+def _policy_entry(where: str, value: dict[str, Any], allowed: str) -> dict[str, Any]:
+    """A policy entry's settings (a mapping), checked and normalised."""
+    unknown = sorted(str(k) for k in value if k not in POLICY_SETTINGS)
+    if unknown:
+        raise PolicyError(f"{where}: unknown setting(s) {', '.join(unknown)}; allowed: {allowed}")
+    entry: dict[str, Any] = {k: None for k in POLICY_SETTINGS if k != "skip"}
+    strategy = value.get("strategy")
+    if strategy is not None:
+        strategy = str(strategy).strip().lower()
+        if strategy not in STRATEGIES:
+            raise PolicyError(f"{where}: strategy {value.get('strategy')!r} is not one of "
+                              f"{', '.join(STRATEGIES)}")
+    if value.get("skip") is not None:
+        skip = _truthy(value["skip"])
+        if skip is None:
+            raise PolicyError(f"{where}: skip must be true or false, got {value['skip']!r}")
+        if skip:
+            if strategy not in (None, "skip"):
+                raise PolicyError(f"{where}: skip: true contradicts strategy {strategy}; "
+                                  "keep one of them")
+            strategy = "skip"
+    entry["strategy"] = strategy
+    if value.get("engine") is not None:
+        engine = str(value["engine"]).strip().lower()
+        if engine not in ENGINES:
+            raise PolicyError(f"{where}: engine {value['engine']!r} is not one of "
+                              f"{', '.join(ENGINES)}")
+        entry["engine"] = engine
+    exclude = value.get("exclude")
+    if exclude is not None:
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
+            raise PolicyError(f"{where}: exclude must be a list of glob patterns (strings)")
+        entry["exclude"] = list(exclude)
+    if value.get("order") is not None:
+        order = value["order"]
+        if isinstance(order, bool):
+            order = None
+        else:
+            try:
+                order = int(str(order).strip())
+            except ValueError:
+                order = None
+        if order is None:
+            raise PolicyError(f"{where}: order must be a whole number, got {value['order']!r}")
+        entry["order"] = order
+    if value.get("confidential") is not None:
+        conf = _truthy(value["confidential"])
+        if conf is None:
+            raise PolicyError(f"{where}: confidential must be true or false, "
+                              f"got {value['confidential']!r}")
+        entry["confidential"] = conf
+    if value.get("reason") is not None:
+        entry["reason"] = str(value["reason"])
+    for phase in ("pre", "post"):
+        if value.get(phase) is not None:
+            if not isinstance(value[phase], str) or not value[phase].strip():
+                raise PolicyError(f"{where}: {phase} must be a shell command (a string)")
+            entry[phase] = value[phase]
+    if value.get("hook_timeout") is not None:
+        try:
+            entry["hook_timeout"] = int(value["hook_timeout"])
+        except (TypeError, ValueError):
+            entry["hook_timeout"] = 0
+        if isinstance(value["hook_timeout"], bool) or entry["hook_timeout"] <= 0:
+            raise PolicyError(f"{where}: hook_timeout must be a positive number of seconds, "
+                              f"got {value['hook_timeout']!r}")
+    if value.get("on_error") is not None:
+        if value["on_error"] not in HOOK_ON_ERROR:
+            raise PolicyError(f"{where}: on_error must be fail or continue, got {value['on_error']!r}")
+        entry["on_error"] = value["on_error"]
+    return entry
 
 
 def match_policy(policy: dict[str, dict[str, Any]], names: list[str]) -> tuple[str | None, dict[str, Any] | None]:
@@ -906,31 +918,78 @@ class _Planner:
         active_writers = [w for w in writers if self.active(w)]
         where = self._where(item)
 
-        # engine: policy > labels > detection
-        engine, engine_how = None, ""
-        if entry.get("engine"):
-            engine, engine_how = entry["engine"], f"policy entry {key!r}"
-        else:
-            engine, engine_how = self._label_engine(item)
         db_name = db_of_item.get(item["id"])
-        if engine is None:
-            if db_name:
-                engine, engine_how = self.container_engine(db_name)
-            else:
-                for w in writers:
-                    cengine, how = self.container_engine(w)
-                    use = next(u for u in users if u["container"] == w)
-                    if cengine and self.is_data_mount(cengine, w, item, use["destination"]):
-                        engine, engine_how = cengine, how
-                        break
-            if engine is None:
-                mark, place = marker_engine(scan)
-                if mark:
-                    engine = mark
-                    engine_how = f"{ENGINE_TITLES[mark]} files" + (f" ({place})" if place else "")
+        engine, engine_how = self._item_engine(item, entry, key, db_name, writers)
         unit["engine"] = engine or "none"
+        self._item_settings(unit, item, entry, key)
 
-        # settings
+        # strategy: policy > labels > detection > default
+        strategy, how = None, None
+        if entry.get("strategy"):
+            strategy, how = entry["strategy"], f"policy entry {key!r} says {entry['strategy']}"
+        else:
+            strategy, how = self._label_strategy(item)
+        note = f" ({entry['reason']})" if entry.get("reason") else ""
+
+        if item["kind"] == "path" and scan and scan.get("exists") is False:
+            unit.update(strategy="skip",
+                        reason=f"{where} does not exist on the host; nothing to capture{note}")
+            self.finding("missing_bind_source", "info", item["source"],
+                         f"{item['source']} is bind-mounted into "
+                         f"{', '.join(sorted({u['container'] for u in users}))} but does not exist")
+            return unit
+        if strategy == "skip":
+            unit.update(strategy="skip", reason=f"{how}: not captured{note}")
+            return unit
+        if strategy in ("stop", "pause"):
+            targets = active_writers if strategy == "pause" else self.with_dependents(active_writers)
+            if strategy == "pause":
+                targets = stop_order(targets, self.order_info)[0]
+            unit.update(strategy=strategy, containers=targets,
+                        reason=f"{how}" + (f"; {strategy}s " + ", ".join(targets) if targets
+                                           else "; no container writes to it now") + note)
+            return unit
+        if strategy == "live":
+            unit.update(strategy="live", reason=f"{how}: copied while in use{note}")
+            if sqlite:
+                unit["reason"] += "; " + _sqlite_words(sqlite)
+            return unit
+
+        planned = self._plan_dump(unit, item, strategy, how, note, engine, engine_how, db_name, active_writers,
+                                  candidates, dump_tools, units)
+        if planned is not None:
+            return planned
+        return self._plan_default(unit, item, writers, active_writers, sqlite, candidates, dump_tools, note)
+
+    def _item_engine(self, item, entry: dict[str, Any], key: str | None, db_name: str | None,
+                     writers: list[str]) -> tuple[str | None, str]:
+        """The engine of an item's data and how it is known: policy > labels > detection (the
+        database container dumping it, a writer whose data directory it is, marker files)."""
+        if entry.get("engine"):
+            return entry["engine"], f"policy entry {key!r}"
+        engine, engine_how = self._label_engine(item)
+        if engine is not None:
+            return engine, engine_how
+        if db_name:
+            engine, engine_how = self.container_engine(db_name)
+        else:
+            for w in writers:
+                cengine, how = self.container_engine(w)
+                use = next(u for u in item["users"] if u["container"] == w)
+                if cengine and self.is_data_mount(cengine, w, item, use["destination"]):
+                    engine, engine_how = cengine, how
+                    break
+        if engine is None:
+            mark, place = marker_engine(item["scan"])
+            if mark:
+                engine = mark
+                engine_how = f"{ENGINE_TITLES[mark]} files" + (f" ({place})" if place else "")
+        return engine, engine_how
+
+    def _item_settings(self, unit: dict[str, Any], item, entry: dict[str, Any], key: str | None) -> None:
+        """A unit's order, excludes and confidentiality: policy > labels > detection."""
+        scan = item["scan"]
+        users = item["users"]
         order = entry.get("order")
         if order is None and item["kind"] == "volume":
             order = self._label_order((item["volume"] or {}).get("Labels") or {},
@@ -967,39 +1026,10 @@ class _Planner:
         unit["confidential"] = conf
         unit["confidential_reason"] = conf_reason
 
-        # strategy: policy > labels > detection > default
-        strategy, how = None, None
-        if entry.get("strategy"):
-            strategy, how = entry["strategy"], f"policy entry {key!r} says {entry['strategy']}"
-        else:
-            strategy, how = self._label_strategy(item)
-        note = f" ({entry['reason']})" if entry.get("reason") else ""
-
-        if item["kind"] == "path" and scan and scan.get("exists") is False:
-            unit.update(strategy="skip",
-                        reason=f"{where} does not exist on the host; nothing to capture{note}")
-            self.finding("missing_bind_source", "info", item["source"],
-                         f"{item['source']} is bind-mounted into "
-                         f"{', '.join(sorted({u['container'] for u in users}))} but does not exist")
-            return unit
-        if strategy == "skip":
-            unit.update(strategy="skip", reason=f"{how}: not captured{note}")
-            return unit
-        if strategy in ("stop", "pause"):
-            targets = active_writers if strategy == "pause" else self.with_dependents(active_writers)
-            if strategy == "pause":
-                targets = stop_order(targets, self.order_info)[0]
-            unit.update(strategy=strategy, containers=targets,
-                        reason=f"{how}" + (f"; {strategy}s " + ", ".join(targets) if targets
-                                           else "; no container writes to it now") + note)
-            return unit
-        if strategy == "live":
-            unit.update(strategy="live", reason=f"{how}: copied while in use{note}")
-            if sqlite:
-                unit["reason"] += "; " + _sqlite_words(sqlite)
-            return unit
-
-        # dump (asked for, or detected for a running database) ------------------------------
+    def _plan_dump(self, unit: dict[str, Any], item, strategy, how, note: str, engine, engine_how: str, db_name,
+                   active_writers: list[str], candidates, dump_tools, units) -> dict[str, Any] | None:
+        """The unit when it is dumped (asked for, or detected for a running database), or stopped
+        because its database cannot be dumped; None when no dump is wanted."""
         dumper = db_name
         if strategy == "dump" and dumper is None:
             for w in active_writers:
@@ -1059,8 +1089,13 @@ class _Planner:
             unit.update(strategy="live", reason=f"{how}, but no database runs on it: nothing "
                                                 f"writes, so it is copied live{note}")
             return unit
+        return None
 
-        # defaults -----------------------------------------------------------------------------
+    def _plan_default(self, unit: dict[str, Any], item, writers: list[str], active_writers: list[str],
+                      sqlite: list, candidates, dump_tools, note: str) -> dict[str, Any]:
+        """The unit by default (no strategy given, no dump): live when nothing writes or the
+        writers are dumped; paused for swarm tasks; stopped for other running writers."""
+        users = item["users"]
         title = ENGINE_TITLES.get(unit["engine"])
         dumped = [w for w in active_writers if w in candidates and (dump_tools.get(w) or {}).get("tool")]
         if active_writers and len(dumped) == len(active_writers):

@@ -21,7 +21,8 @@ import re
 import time
 from typing import Any
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import process_start, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import process_start
+from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import state_dir
 
 
 class LockTimeout(Exception):

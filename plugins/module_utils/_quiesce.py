@@ -33,7 +33,8 @@ import threading
 import time
 from typing import Any
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import process_start
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import ServiceScaler, is_task, rescale
 
 STATE_DIR_ENV = "LIFEBOAT_STATE_DIR"
@@ -78,29 +79,8 @@ def stop_timeout_of(labels: dict[str, str] | None, default: int) -> int:
     return default
 
 
-def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None when
-    it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
-    fields = data[data.rfind(b")") + 2:].split()
-    if fields and fields[0] in (b"Z", b"X"):
-        return None  # a zombie (killed, not reaped yet: its parent died too and nobody reaps) runs no more
-    return fields[19].decode() if len(fields) > 19 else None
-
-
 def _write_atomic(path: str, doc: dict[str, Any]) -> None:
-    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
+    write_atomic(path, json.dumps(doc, sort_keys=True), 0o600, dir_mode=0o700)
 
 
 class Journal:

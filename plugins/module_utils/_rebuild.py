@@ -474,6 +474,9 @@ def _read(ref: dict[str, Any]) -> str:
     return f"age -d -i \"$KEY\" {_obj(ref)}" if ref.get("encryption") else f"cat {_obj(ref)}"
 
 
+_RESTORE_TAR = "tar -x --numeric-owner --acls --xattrs --xattrs-include='*'"
+
+
 def runbook(manifest: dict[str, Any], repository: str) -> str:
     """A Markdown procedure that rebuilds the host of MANIFEST by hand: a shell, Debian and the
     repository (and the age identity when the snapshot is encrypted). No secret is written into it."""
@@ -484,6 +487,24 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
              "dr_rebuild. Every command runs as root on a fresh Debian 12 or 13 host.",
              "The automatic way is one command: `ansible-playbook playbooks/dr_rebuild.yml` "
              "(see docs/dr_rebuild.md); this runbook is the same, step by step.", ""]
+    lines += _runbook_needs(manifest, repository, dep, encrypted)
+    lines += _runbook_engine()
+    lines += _runbook_host_paths(manifest)
+    lines += _runbook_networks_and_volumes(dep)
+    lines += _runbook_volume_data(manifest)
+    lines += _runbook_images(dep)
+    containers = {c["name"]: c for c in dep.get("containers") or []}
+    lines += _runbook_databases(manifest, dep, containers)
+    lines += _runbook_services(manifest, dep, containers)
+    lines += ["## 8. Check", "", "```sh", "docker ps -a --format 'table {{.Names}}\\t{{.Status}}'", "```", "",
+              "Every container above must be `Up` (`healthy` where it has a healthcheck); step 6 checked the row "
+              "counts of the databases against those at backup time.", ""]
+    return "\n".join(lines)
+
+
+def _runbook_needs(manifest: dict[str, Any], repository: str, dep: dict[str, Any], encrypted: bool) -> list[str]:
+    """Step 0: what the person needs, and the shell functions the later blocks use."""
+    lines: list[str] = []
     lines += ["## 0. What you need", "",
               "- this host, freshly installed, reachable as root;",
               f"- the repository `{repository}` (or a copy of it);"]
@@ -508,12 +529,23 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
                   "for k, v in sorted(json.load(sys.stdin).get(sys.argv[1], {}).items())]' \"$1\"",
                   "}"]
     lines += ["```", ""]
+    return lines
+
+
+def _runbook_engine() -> list[str]:
+    """Step 1: Docker and the tools from Debian."""
+    lines: list[str] = []
     lines += ["## 1. Engine and tools", "", "```sh", "apt-get update",
               "apt-get install -y docker.io tar zstd age acl attr python3",
               "apt-get install -y docker-compose   # compose: v1 on Debian 12, v2 on Debian 13",
               "systemctl enable --now docker", "```", ""]
+    return lines
+
+
+def _runbook_host_paths(manifest: dict[str, Any]) -> list[str]:
+    """Step 2: the host paths' data (and certificates), files and directories."""
+    lines: list[str] = []
     lines += ["## 2. Host paths (and certificates)", ""]
-    restore_cmd = "tar -x --numeric-owner --acls --xattrs --xattrs-include='*'"
     paths = data_units(manifest, "path")
     for unit in paths:
         if not unit.get("object"):
@@ -527,13 +559,19 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
             lines += [f"`{src}` (a file, {unit.get('bytes', 0)} bytes, with its owner and mode):", "", "```sh",
                       f"if [ -d {_q(src)} ]; then rmdir {_q(src)}; fi",
                       f"mkdir -p {_q(parent)}",
-                      f"{_read(unit['object'])} | zstd -d | {restore_cmd} -C {_q(parent)}", "```", ""]
+                      f"{_read(unit['object'])} | zstd -d | {_RESTORE_TAR} -C {_q(parent)}", "```", ""]
             continue
         lines += [f"`{src}` ({unit.get('files', 0)} files, {unit.get('bytes', 0)} bytes):", "", "```sh",
                   f"mkdir -p {_q(src)}",
-                  f"{_read(unit['object'])} | zstd -d | {restore_cmd} -C {_q(src)}", "```", ""]
+                  f"{_read(unit['object'])} | zstd -d | {_RESTORE_TAR} -C {_q(src)}", "```", ""]
     if not paths:
         lines += ["No host paths were captured.", ""]
+    return lines
+
+
+def _runbook_networks_and_volumes(dep: dict[str, Any]) -> list[str]:
+    """Step 3: the networks and volumes, as they were made."""
+    lines: list[str] = []
     lines += ["## 3. Networks and volumes", "", "```sh"]
     for net in dep.get("networks") or []:
         argv = ["docker", "network", "create", "--driver", net["driver"]]
@@ -558,7 +596,13 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
         for key, value in sorted((vol.get("labels") or {}).items()):
             argv += ["--label", f"{key}={value}"]
         lines.append(" ".join(_q(a) for a in argv + [vol["name"]]))
-    lines += ["```", "", "## 4. Volume data", ""]
+    lines += ["```", ""]
+    return lines
+
+
+def _runbook_volume_data(manifest: dict[str, Any]) -> list[str]:
+    """Step 4: the volumes' data."""
+    lines = ["## 4. Volume data", ""]
     for unit in data_units(manifest, "volume"):
         name = unit_target(unit)
         if not unit.get("object"):
@@ -566,7 +610,13 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
             continue
         lines += [f"`{name}` ({unit.get('files', 0)} files, {unit.get('bytes', 0)} bytes):", "", "```sh",
                   f"D=$(docker volume inspect --format '{{{{ .Mountpoint }}}}' {_q(name)})",
-                  f"{_read(unit['object'])} | zstd -d | {restore_cmd} -C \"$D\"", "```", ""]
+                  f"{_read(unit['object'])} | zstd -d | {_RESTORE_TAR} -C \"$D\"", "```", ""]
+    return lines
+
+
+def _runbook_images(dep: dict[str, Any]) -> list[str]:
+    """Step 5: the images, from the snapshot or their registry."""
+    lines: list[str] = []
     lines += ["", "## 5. Images", ""]
     for image in dep.get("images") or []:
         name = (image.get("tags") or [image["id"]])[0]
@@ -581,8 +631,13 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
         else:
             lines += [f"- `{name}`: not in the snapshot and not in a registry: build it again from its Dockerfile "
                       f"and tag it `{name}` before step 6.", ""]
+    return lines
+
+
+def _runbook_databases(manifest: dict[str, Any], dep: dict[str, Any], containers: dict[str, Any]) -> list[str]:
+    """Step 6: the database containers started and their dumps replayed, row counts checked."""
+    lines: list[str] = []
     lines += ["", "## 6. Databases", ""]
-    containers = {c["name"]: c for c in dep.get("containers") or []}
     for unit in database_units(manifest):
         name = unit["source"]["container"]
         spec = containers.get(name)
@@ -604,6 +659,12 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
             lines.append("Row counts at backup time: " + ", ".join(
                 f"{db}.{t}={n}" for db, tables in sorted(counts.items()) for t, n in sorted(tables.items())) + ".")
             lines.append("")
+    return lines
+
+
+def _runbook_services(manifest: dict[str, Any], dep: dict[str, Any], containers: dict[str, Any]) -> list[str]:
+    """Step 7: the other containers and compose projects, in dependency order."""
+    lines: list[str] = []
     lines += ["## 7. Services", "", "In this order:", ""]
     db_names = {u["source"]["container"] for u in database_units(manifest)}
     for step in service_order([c for c in containers.values() if c["name"] not in db_names], db_names):
@@ -628,10 +689,7 @@ def runbook(manifest: dict[str, Any], repository: str) -> str:
         else:
             spec = containers[step["name"]]
             lines += [f"`{spec['name']}`:", "", "```sh", *_env_lines(spec, dep), docker_run_line(spec), "```", ""]
-    lines += ["## 8. Check", "", "```sh", "docker ps -a --format 'table {{.Names}}\\t{{.Status}}'", "```", "",
-              "Every container above must be `Up` (`healthy` where it has a healthcheck); step 6 checked the row "
-              "counts of the databases against those at backup time.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 # The root password as the official images take it, from the container's own environment: given

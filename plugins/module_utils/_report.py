@@ -13,11 +13,9 @@ puts the file in place without a window where it is half written.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
-import tempfile
 from typing import Any
 
+from ansible_collections.lifeboat.docker.plugins.module_utils import _files as files
 from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
     ENGINE_TITLES,
     STRATEGIES,
@@ -129,13 +127,9 @@ def diagram(inventory: dict[str, Any]) -> list[str]:
 
 
 def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False) -> str:
-    """The storage-concept Markdown for INVENTORY (a data_inventory result)."""
-    containers = inventory.get("containers") or []
-    volumes = inventory.get("volumes") or []
-    binds = inventory.get("binds") or []
-    units = inventory.get("units") or []
-    findings = inventory.get("findings") or []
-    undeclared = inventory.get("undeclared") or []
+    """The storage-concept Markdown for INVENTORY (a data_inventory result): a title, then one
+    section after the other."""
+    parts = _Parts(inventory, policy_given)
     out: list[str] = []
     out.append(f"# Storage concept of {host}" if host else "# Storage concept")
     out.append("")
@@ -143,8 +137,35 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
                "host. Do not edit it by hand: change the lifeboat policy or the `lifeboat.*` "
                "labels and run the inventory again. A diff of this file shows drift.")
     out.append("")
+    for section in (_summary, _plan_section, _host_paths, _volumes, _containers, _confidential, _not_captured,
+                    _undeclared, _findings):
+        out.extend(section(parts))
+    return "\n".join(out)
 
-    # Summary ---------------------------------------------------------------------------------
+
+class _Parts:  # pylint: disable=too-few-public-methods
+    """What the sections of the document read from the inventory."""
+
+    def __init__(self, inventory: dict[str, Any], policy_given: bool) -> None:
+        self.inventory = inventory
+        self.policy_given = policy_given
+        self.containers = inventory.get("containers") or []
+        self.volumes = inventory.get("volumes") or []
+        self.binds = inventory.get("binds") or []
+        self.units = inventory.get("units") or []
+        self.findings = inventory.get("findings") or []
+        self.undeclared = inventory.get("undeclared") or []
+
+
+def _summary(parts: _Parts) -> list[str]:
+    containers = parts.containers
+    volumes = parts.volumes
+    binds = parts.binds
+    units = parts.units
+    findings = parts.findings
+    undeclared = parts.undeclared
+    policy_given = parts.policy_given
+    out: list[str] = []
     running = sum(1 for c in containers if c.get("state") == "running")
     by_strategy = {s: sum(1 for u in units if u["strategy"] == s) for s in STRATEGIES}
     warnings = [f for f in findings if f.get("severity") == "warning"]
@@ -168,14 +189,15 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
     out.append("Sizes are order-of-magnitude classes, so that growing data does not change this "
                "document; the module's result has them in bytes.")
     out.append("")
+    return out
 
-    # Plan ------------------------------------------------------------------------------------
-    out.append("## Backup plan")
-    out.append("")
+
+def _plan_section(parts: _Parts) -> list[str]:
+    out = ["## Backup plan", ""]
     out.append("What is captured, how and why. Strategies: "
                + "; ".join(f"**{s}**: {STRATEGY_MEANING[s]}" for s in STRATEGIES) + ".")
     out.append("")
-    if units:
+    if parts.units:
         out.extend(_table(
             ["Unit", "Strategy", "Engine", "Quiesce (stop order)", "Order", "Confidential",
              "Declared", "Reason"],
@@ -184,13 +206,13 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
               ", ".join(u.get("containers") or []) or "-",
               "-" if u.get("order") is None else u["order"],
               "yes" if u.get("confidential") else "no",
-              "yes" if u.get("declared") else "no", u.get("reason")] for u in units]))
+              "yes" if u.get("declared") else "no", u.get("reason")] for u in parts.units]))
     else:
         out.append("Nothing to capture: this host has no volumes and no bind-mounted data.")
     out.append("")
     sqlite_rows = [[f"{_code(db)} in {u['kind'] if u['kind'] != 'path' else 'host path'} {_code(u['source'])}",
                     _code(u["id"]), _sqlite_method(u)]
-                   for u in units for db in u.get("sqlite") or []]
+                   for u in parts.units for db in u.get("sqlite") or []]
     if sqlite_rows:
         out.append("### SQLite databases")
         out.append("")
@@ -202,68 +224,51 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
     out.append("Containers (rounded), the volumes and host paths they mount (cylinders: how each "
                "is captured; dashed: not captured) and database dumps (slanted).")
     out.append("")
-    out.extend(diagram(inventory))
+    out.extend(diagram(parts.inventory))
     out.append("")
+    return out
 
-    # Host paths ------------------------------------------------------------------------------
-    out.append("## Host paths")
-    out.append("")
-    if binds:
-        out.extend(_table(
-            ["Path", "Kind", "Exists", "Size", "Confidential", "Used by"],
-            [[_code(b["source"]), f"{b.get('kind')} (file)" if b.get("file_type") == "file" else b.get("kind"),
-              {True: "yes", False: "no"}.get(b.get("exists"), "-"),
-              size_class(b.get("size_bytes")) if b.get("kind") == "data" else "-",
-              "yes" if b.get("confidential") else "no", _uses(b.get("used_by") or [])]
-             for b in binds]))
-    else:
-        out.append("No container bind-mounts a host path.")
-    out.append("")
 
-    # Volumes ---------------------------------------------------------------------------------
-    out.append("## Volumes")
-    out.append("")
-    if volumes:
-        out.extend(_table(
-            ["Volume", "Driver", "Anonymous", "Size", "Used by"],
-            [[_code(v["name"]), v.get("driver"), "yes" if v.get("anonymous") else "no",
-              size_class(v.get("size_bytes")), _uses(v.get("used_by") or [])] for v in volumes]))
-    else:
-        out.append("No volumes.")
-    out.append("")
+def _host_paths(parts: _Parts) -> list[str]:
+    return _table_section(
+        "Host paths", ["Path", "Kind", "Exists", "Size", "Confidential", "Used by"],
+        [[_code(b["source"]), f"{b.get('kind')} (file)" if b.get("file_type") == "file" else b.get("kind"),
+          {True: "yes", False: "no"}.get(b.get("exists"), "-"),
+          size_class(b.get("size_bytes")) if b.get("kind") == "data" else "-",
+          "yes" if b.get("confidential") else "no", _uses(b.get("used_by") or [])]
+         for b in parts.binds],
+        "No container bind-mounts a host path.")
 
-    # Containers ------------------------------------------------------------------------------
-    out.append("## Containers")
-    out.append("")
-    if containers:
-        out.extend(_table(
-            ["Container", "Image", "State", "Restart", "Compose / swarm"],
-            [[c["name"], (c.get("image") or {}).get("name"), c.get("state"),
-              c.get("restart_policy"), _project(c)] for c in containers]))
-    else:
-        out.append("No containers.")
-    out.append("")
 
-    # Confidential ----------------------------------------------------------------------------
-    out.append("## Confidential data")
-    out.append("")
-    secret = [u for u in units if u.get("confidential")]
-    if secret:
-        out.append("Certificates, keys and secrets: keep their backups encrypted and restrict who "
-                   "may restore them.")
-        out.append("")
-        for unit in secret:
-            why = unit.get("confidential_reason") or "marked confidential"
-            out.append(f"- {_code(unit['id'])}: {why}")
-    else:
-        out.append("Nothing found that looks like certificates, keys or secrets.")
-    out.append("")
+def _volumes(parts: _Parts) -> list[str]:
+    return _table_section(
+        "Volumes", ["Volume", "Driver", "Anonymous", "Size", "Used by"],
+        [[_code(v["name"]), v.get("driver"), "yes" if v.get("anonymous") else "no",
+          size_class(v.get("size_bytes")), _uses(v.get("used_by") or [])] for v in parts.volumes],
+        "No volumes.")
 
-    # Not captured ----------------------------------------------------------------------------
-    out.append("## Not captured, and why")
-    out.append("")
+
+def _containers(parts: _Parts) -> list[str]:
+    return _table_section(
+        "Containers", ["Container", "Image", "State", "Restart", "Compose / swarm"],
+        [[c["name"], (c.get("image") or {}).get("name"), c.get("state"), c.get("restart_policy"), _project(c)]
+         for c in parts.containers],
+        "No containers.")
+
+
+def _confidential(parts: _Parts) -> list[str]:
+    return _list_section(
+        "Confidential data",
+        "Certificates, keys and secrets: keep their backups encrypted and restrict who may restore them.",
+        [f"{_code(unit['id'])}: {unit.get('confidential_reason') or 'marked confidential'}"
+         for unit in parts.units if unit.get("confidential")],
+        "Nothing found that looks like certificates, keys or secrets.")
+
+
+def _not_captured(parts: _Parts) -> list[str]:
+    out = ["## Not captured, and why", ""]
     lines = []
-    for bind in binds:
+    for bind in parts.binds:
         if bind.get("kind") == "socket":
             lines.append(f"- {_code(bind['source'])} (socket, used by "
                          f"{', '.join(sorted({u['container'] for u in bind.get('used_by') or []}))}): "
@@ -272,43 +277,47 @@ def render(inventory: dict[str, Any], host: str = "", policy_given: bool = False
             lines.append(f"- {_code(bind['source'])} (system path, used by "
                          f"{', '.join(sorted({u['container'] for u in bind.get('used_by') or []}))}): "
                          "kernel, device and runtime paths are never captured")
-    for unit in units:
+    for unit in parts.units:
         if unit["strategy"] == "skip":
             lines.append(f"- {_code(unit['id'])}: {unit.get('reason')}")
-    for unit in units:
+    for unit in parts.units:
         if unit.get("exclude") and unit["strategy"] != "skip":
             lines.append(f"- inside {_code(unit['id'])}: "
                          + ", ".join(_code(p) for p in unit["exclude"])
                          + " (excluded by policy, label, or because they are sockets)")
     out.extend(lines or ["Everything found is captured."])
     out.append("")
+    return out
 
-    # Undeclared ------------------------------------------------------------------------------
-    out.append("## Undeclared")
-    out.append("")
-    if not policy_given:
-        out.append("No policy was given, so nothing is checked against a declaration.")
-    elif undeclared:
-        out.append("These hold data but the policy does not mention them: declare them (with "
-                   "strategy skip if they need no backup).")
-        out.append("")
-        for item in undeclared:
-            size = f" ({size_class(item['size_bytes'])})" if item.get("size_bytes") is not None else ""
-            out.append(f"- {_code(item['id'])}{size}")
-    else:
-        out.append("Nothing: every volume and host path that holds data is declared in the policy.")
-    out.append("")
 
-    # Findings --------------------------------------------------------------------------------
-    out.append("## Findings")
-    out.append("")
-    if findings:
-        out.extend(_table(["Severity", "Code", "Subject", "Message"],
-                          [[f["severity"], f["code"], f["subject"], f["message"]] for f in findings]))
-    else:
-        out.append("None.")
-    out.append("")
-    return "\n".join(out)
+def _undeclared(parts: _Parts) -> list[str]:
+    if not parts.policy_given:
+        return ["## Undeclared", "", "No policy was given, so nothing is checked against a declaration.", ""]
+    return _list_section(
+        "Undeclared",
+        "These hold data but the policy does not mention them: declare them (with strategy skip if they need no backup).",
+        [_code(item["id"]) + (f" ({size_class(item['size_bytes'])})" if item.get("size_bytes") is not None else "")
+         for item in parts.undeclared],
+        "Nothing: every volume and host path that holds data is declared in the policy.")
+
+
+def _findings(parts: _Parts) -> list[str]:
+    return _table_section(
+        "Findings", ["Severity", "Code", "Subject", "Message"],
+        [[f["severity"], f["code"], f["subject"], f["message"]] for f in parts.findings],
+        "None.")
+
+
+def _list_section(title: str, intro: str, items: list[str], empty: str) -> list[str]:
+    """A section that is an introduction and a bulleted list, or the sentence EMPTY when it has no items."""
+    if not items:
+        return [f"## {title}", "", empty, ""]
+    return [f"## {title}", "", intro, "", *(f"- {item}" for item in items), ""]
+
+
+def _table_section(title: str, header: list[str], rows: list[list[Any]], empty: str) -> list[str]:
+    """A section that is one table, or the sentence EMPTY when it has no rows."""
+    return [f"## {title}", "", *(_table(header, rows) if rows else [empty]), ""]
 
 
 def _project(container: dict[str, Any]) -> str:
@@ -334,32 +343,6 @@ def read_text(path: str) -> str | None:
 
 
 def write_atomic(path: str, text: str, default_mode: int = 0o644) -> None:
-    """Write TEXT to PATH through a temporary file beside it and a rename.
-
-    A new file gets DEFAULT_MODE; an existing one keeps its mode (and its owner, when run as
-    root). Missing parent directories are created with mode 0755.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    try:
-        current = os.stat(path)
-        mode = stat.S_IMODE(current.st_mode)
-        owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
-    except FileNotFoundError:
-        mode, owner = default_mode, None
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if owner is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
-            os.chown(tmp, owner[0], owner[1])
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write TEXT to PATH atomically (_files.write_atomic). A new file gets default_mode; an
+    existing one keeps its mode (and its owner, when run as root), so a person's chmod stays."""
+    files.write_atomic(path, text, default_mode, keep=True)

@@ -33,7 +33,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     within,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import fsync_dir
 
 LABEL_PRE_RESTORE = "lifeboat.pre-restore-of"
 

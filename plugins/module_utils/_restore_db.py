@@ -30,12 +30,15 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._dump import (
     env_of,
     exec_capture,
     exec_in,
+    mysql_login,
     object_chunks,
+    postgres_login,
+    redis_login,
     restore_spec,
     verify_object,
 )
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import Journal, Quiesced
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import fsync_dir, publish
 from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, task_container, task_slot
 
 MY_SYSTEM_DATABASES = ("mysql", "sys", "performance_schema", "information_schema")
@@ -46,23 +49,17 @@ class DbRestoreError(Exception):
 
 
 def _psql(attrs: dict[str, Any], database: str, sql: str) -> Spec:
-    env = env_of(attrs)
-    xenv = {"PGUSER": env.get("POSTGRES_USER") or "postgres"}
-    if env.get("POSTGRES_PASSWORD"):
-        xenv["PGPASSWORD"] = env["POSTGRES_PASSWORD"]
+    xenv = postgres_login(env_of(attrs))[1]
     return Spec(["psql", "--no-password", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql], xenv)
 
 
 def _mysql(attrs: dict[str, Any], engine: str, sql: str) -> Spec:
-    env = env_of(attrs)
-    password = env.get("MARIADB_ROOT_PASSWORD") or env.get("MYSQL_ROOT_PASSWORD")
     return Spec(["mariadb" if engine == "mariadb" else "mysql", "--user=root", "-N", "-B", "-e", sql],
-                {"MYSQL_PWD": password} if password else {})
+                mysql_login(env_of(attrs)))
 
 
 def _redis(attrs: dict[str, Any], *args: str) -> Spec:
-    env = env_of(attrs)
-    return Spec(["redis-cli", *args], {"REDISCLI_AUTH": env["REDIS_PASSWORD"]} if env.get("REDIS_PASSWORD") else {})
+    return Spec(["redis-cli", *args], redis_login(env_of(attrs)))
 
 
 def _run(client, container: str, spec: Spec, what: str) -> str:
@@ -342,8 +339,7 @@ class RedisPlacement:
                 # SHUTDOWN (what docker stop sends) makes Redis save first: place the RDB after.
                 aside = self._aof_aside(host_dir, settings) if aof else []
                 try:
-                    os.replace(staged, final)
-                    fsync_dir(host_dir)
+                    publish(staged, final)
                     journal.unstage(staged)
                     if aof:
                         self._rewrite_aof(attrs, settings, host_dir, owner)

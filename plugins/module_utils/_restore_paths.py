@@ -44,7 +44,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
 from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import STAGING_PREFIX, Journal
 from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, stamp
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import SYSTEM_TREES, restore_refusal, within
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import fsync_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import fsync_dir
 
 KIND_OF = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFIFO: "p", stat.S_IFCHR: "c",
            stat.S_IFBLK: "b"}

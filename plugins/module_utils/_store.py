@@ -19,6 +19,8 @@ import secrets
 import time
 from typing import BinaryIO, Iterator
 
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import publish
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import pid_alive
 from ansible_collections.lifeboat.docker.plugins.module_utils._safety import (
     fs_type,
     repository_refusal,
@@ -158,16 +160,6 @@ class Store:
         raise NotImplementedError
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class LocalWriter(Writer):
     def __init__(self, store: "LocalStore") -> None:
         self.store = store
@@ -226,9 +218,7 @@ class LocalWriter(Writer):
         if not replace and os.path.exists(path):
             os.unlink(self.tmp_path)
             return False
-        os.chmod(self.tmp_path, 0o640)
-        os.replace(self.tmp_path, path)
-        fsync_dir(os.path.dirname(path))
+        publish(self.tmp_path, path, 0o640)
         return True
 
     def abort(self) -> None:
@@ -240,15 +230,6 @@ class LocalWriter(Writer):
                 os.unlink(self.tmp_path)
             except FileNotFoundError:
                 pass
-
-
-def fsync_dir(path: str) -> None:
-    """Flush a directory, so that a rename in it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(Store):
@@ -330,7 +311,7 @@ class LocalStore(Store):
             pid_text = name.split("-", 1)[0]
             if path in self.open_tmp:
                 continue
-            alive = pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid()
+            alive = pid_text.isdigit() and pid_alive(int(pid_text)) and int(pid_text) != os.getpid()
             try:
                 old = now - os.lstat(path).st_mtime >= max_age
             except FileNotFoundError:

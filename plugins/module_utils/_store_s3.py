@@ -32,13 +32,19 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import pid_alive
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import (
     Store,
     StoreError,
     Writer,
-    _pid_alive,
     redact_url,
+)
+from ansible_collections.lifeboat.docker.plugins.module_utils._store_remote import (  # noqa: F401 pylint: disable=unused-import
+    ABANDONED_AFTER,
+    safe_host,  # the names S3 gives its temporary uploads are _store_remote's
+    tmp_is_stale,
+    tmp_name,
+    tmp_writer as parse_tmp_name,
 )
 
 MIB = 1 << 20
@@ -49,7 +55,7 @@ MAX_PART = 5 * GIB            # S3's largest part
 MAX_PARTS = 10000             # S3's most parts of one upload
 COPY_THRESHOLD = 5 * GIB      # CopyObject's limit; above it, a multipart copy
 COPY_PART = 512 * MIB
-STALE_AFTER = 24 * 3600       # other hosts' temporary uploads are stale after this
+STALE_AFTER = ABANDONED_AFTER  # other hosts' temporary uploads are stale after this
 READ_RETRIES = 3              # a download that breaks resumes (Range) this many times
 
 MISSING_BOTO3 = ("s3:// repositories need the Python library boto3 on the Docker host (for the Python that "
@@ -109,38 +115,15 @@ def copy_ranges(size: int, part: int = COPY_PART) -> list[tuple[int, int]]:
     return [(start, min(start + part, size) - 1) for start in range(0, size, part)]
 
 
-def tmp_name(host: str, pid: int, token: str) -> str:
-    """The name (under tmp/) of a writer's temporary upload: HOST-PID-RANDOM.part."""
-    return f"{safe_host(host)}-{pid}-{token}.part"
-
-
-def safe_host(host: str) -> str:
-    """The host as temporary names (and snapshot ids) carry it: lower case letters, digits, '-'."""
-    return mf.safe_host(host)
-
-
-def parse_tmp_name(name: str) -> tuple[str, int] | None:
-    """(host, pid) of a temporary name written by tmp_name, or None."""
-    m = re.fullmatch(r"(.+)-(\d+)-([0-9a-f]+)\.part", name)
-    if not m:
-        return None
-    return m.group(1), int(m.group(2))
-
-
 def is_stale(name: str, age: float, host: str, own_pid: int, alive: Callable[[int], bool],
              open_names: set[str] | frozenset = frozenset(), max_age: float = 0) -> bool:
-    """Whether a temporary upload NAME, AGE seconds old, belongs to a writer that is gone.
+    """Whether a temporary upload NAME, AGE seconds old, belongs to a writer that is gone
+    (_store_remote.tmp_is_stale for uploads nobody touches: a multipart upload keeps its start time).
 
     This host's: its pid is dead (or is this very process, which has no such writer open). Any
     other (another host's, or a name not made by tmp_name): older than STALE_AFTER. Never one
     younger than max_age."""
-    if name in open_names or age < max_age:
-        return False
-    parsed = parse_tmp_name(name)
-    if parsed is not None and parsed[0] == safe_host(host):
-        pid = parsed[1]
-        return pid == own_pid or not alive(pid)
-    return age >= STALE_AFTER
+    return tmp_is_stale(name, age, open_names, max_age, host, own_pid, alive, touched=False)
 
 
 def scrub(text: str, secrets_: list[str | None]) -> str:
@@ -311,7 +294,7 @@ class S3Store(Store):
         def stale(object_key: str, when) -> bool:
             name = object_key[len(tmp_prefix):]
             age = now - when.timestamp() if when is not None else STALE_AFTER
-            return is_stale(name, age, self.host, own_pid, _pid_alive, self.open_tmp, max_age)
+            return is_stale(name, age, self.host, own_pid, pid_alive, self.open_tmp, max_age)
 
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=tmp_prefix):

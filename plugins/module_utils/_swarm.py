@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
 
 SECTION_VERSION = 1
 STACK_LABEL = "com.docker.stack.namespace"
@@ -723,13 +724,8 @@ def task_container(client, service: str, slot: Any = None) -> str:
 
 
 def write_compose(directory: str, name: str, data: bytes) -> str:
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, name)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600, dir_mode=0o700)
     return path
 
 

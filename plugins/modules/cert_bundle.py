@@ -116,6 +116,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.docker.plugins.module_utils._certs import (
     CertError, age_decrypt, age_encrypt, build_bundle, is_age_file, read_bundle, restore_mode, same_file,
     write_file)
+from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
 from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
 
 
@@ -132,22 +133,9 @@ def make(module: AnsibleModule) -> dict:
               "bytes": len(data)}
     if module.check_mode:
         return result
-    os.makedirs(os.path.dirname(params["dest"]), mode=0o700, exist_ok=True)
-    tmp = params["dest"] + ".tmp"
-    old_umask = os.umask(0o077)
-    try:
-        if params["recipients"]:
-            age = module.get_bin_path("age", required=True)
-            age_encrypt(age, data, params["recipients"], tmp)
-        else:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, params["dest"])
-    finally:
-        os.umask(old_umask)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if params["recipients"]:
+        data = age_encrypt(module.get_bin_path("age", required=True), data, params["recipients"])
+    write_atomic(params["dest"], data, 0o600, dir_mode=0o700)
     return result
 
 

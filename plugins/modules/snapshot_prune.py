@@ -221,6 +221,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest a
 from ansible_collections.lifeboat.docker.plugins.module_utils._gc import prune
 from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
 from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._procs import cmdline
 from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
 from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError
 from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
@@ -243,11 +244,7 @@ def lock_holders(path: str) -> list[str]:
             continue
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4] != str(os.getpid()):
             pid = fields[4]
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                cmd = ""
+            cmd = cmdline(pid)
             out.append(f"process {pid}" + (f" ({cmd[:120]})" if cmd else ""))
     return out
 

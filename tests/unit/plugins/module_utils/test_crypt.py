@@ -124,3 +124,11 @@ def test_plan_and_copy_between_local_repositories(tmp_path, keys):
     assert out["objects_copied"] == 3 and out["objects_present"] == 0  # shared once, then two others
     assert set(target.snapshot_ids()) == set(ids[1:])
     assert set(object_refs(source.load_manifest(ids[1]))) <= {p.name for p in (tmp_path / "b" / "objects").rglob("*")}
+
+
+def test_age_command_encrypts_to_each_recipient_or_decrypts_with_the_identity():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._crypt import age_command
+
+    assert age_command(["age1a", "age1b"], binary="/usr/bin/age") == [
+        "/usr/bin/age", "--encrypt", "--recipient", "age1a", "--recipient", "age1b"]
+    assert age_command(identity="/k/id.txt", binary="age") == ["age", "--decrypt", "--identity", "/k/id.txt"]

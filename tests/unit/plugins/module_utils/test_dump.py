@@ -123,3 +123,14 @@ def test_count_queries_quote_names():
     assert spec.argv[-1] == 'SELECT \'"public"."orders"\', count(*) FROM "public"."orders"'
     spec = count_spec("mariadb", attrs(), "sh`op", ["`orders`"])
     assert "FROM `sh`op`.`orders`" in spec.argv[-1]
+
+
+def test_client_logins_come_from_the_container_environment():
+    from ansible_collections.lifeboat.docker.plugins.module_utils._dump import mysql_login, postgres_login, redis_login
+
+    assert postgres_login({}) == ("postgres", {"PGUSER": "postgres"})
+    assert postgres_login({"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw"}) == ("app", {"PGUSER": "app", "PGPASSWORD": "pw"})
+    assert mysql_login({"MYSQL_ROOT_PASSWORD": "m"}) == {"MYSQL_PWD": "m"}
+    assert mysql_login({"MARIADB_ROOT_PASSWORD": "a", "MYSQL_ROOT_PASSWORD": "m"}) == {"MYSQL_PWD": "a"}
+    assert mysql_login({"MYSQL_ROOT_PASSWORD": ""}) == {} and redis_login({}) == {}
+    assert redis_login({"REDIS_PASSWORD": "r"}) == {"REDISCLI_AUTH": "r"}

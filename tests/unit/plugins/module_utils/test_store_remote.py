@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
 from ansible_collections.lifeboat.docker.plugins.module_utils._store_remote import (
-    ABANDONED_AFTER, check_key, stale_tmp_keys, this_host, tmp_key, tmp_writer)
+    ABANDONED_AFTER, check_key, stale_tmp_keys, this_host, tmp_is_stale, tmp_key, tmp_writer)
 
 NOW = 1_800_000_000.0
 
@@ -98,3 +98,15 @@ def test_parse_rate_refuses(value):
 
     with pytest.raises(StoreError, match="upload_limit"):
         parse_rate(value)
+
+
+def test_untouched_uploads_of_a_live_writer_stay_and_max_age_spares_all():
+    """touched=False (S3's multipart uploads keep their start time): a live writer of this host is
+    never stale, however old; another host's is after ABANDONED_AFTER; max_age spares everything."""
+    def stale(key, age, max_age=0):
+        return tmp_is_stale(key, age, set(), max_age, host="me", pid=1, alive=lambda pid: pid == 7, touched=False)
+
+    assert not stale("tmp/me-7-0a.part", 3 * ABANDONED_AFTER)
+    assert stale("tmp/me-8-0a.part", 5)
+    assert not stale("tmp/other-8-0a.part", ABANDONED_AFTER - 1) and stale("tmp/other-8-0a.part", ABANDONED_AFTER)
+    assert not stale("tmp/other-8-0a.part", 2 * ABANDONED_AFTER, max_age=3 * ABANDONED_AFTER)
