@@ -113,11 +113,11 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._certs import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._certs.bundle import (
     CertError, age_decrypt, age_encrypt, build_bundle, is_age_file, read_bundle, restore_mode, same_file,
     write_file)
-from ansible_collections.lifeboat.docker.plugins.module_utils._files import write_atomic
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.files import write_atomic
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
 
 
 def make(module: AnsibleModule) -> dict:

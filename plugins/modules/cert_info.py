@@ -138,8 +138,8 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._certs import OpenSSL, scan
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import run
+from ansible_collections.lifeboat.docker.plugins.module_utils._certs.bundle import OpenSSL, scan
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import run
 
 
 def main() -> None:

@@ -493,13 +493,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connection_settings,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.plan import (
     PolicyError,
     build_inventory,
     database_candidates,
@@ -507,13 +507,13 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     undeclared_message,
     validate_policy,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import (
     probe_dump_tools,
     read_engine,
     scan_all,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._report import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.report import (
     read_text,
     render,
     write_atomic,

@@ -96,8 +96,8 @@ sent:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _notify
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import run
+from ansible_collections.lifeboat.docker.plugins.module_utils._notify import send as _notify
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import run
 
 
 def main() -> None:

@@ -163,17 +163,17 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DOCKER_COMMON_ARGS, DockerException, client_for
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild import PlanError, runbook
-from ansible_collections.lifeboat.docker.plugins.module_utils._redeploy import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import DOCKER_COMMON_ARGS, DockerException, client_for
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.plan import PlanError, runbook
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.apply import (
     Rebuild,
     RebuildError,
     environment_values,
     load_snapshot,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
 
 STEP_CHANGES = {"host_paths": ("restore",), "volume_data": ("restore",), "images": ("load", "pull")}
 

@@ -345,24 +345,24 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connect,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import DeploymentCapture
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, engine_failed, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.deployment import DeploymentCapture
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import live_plan
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.capture import (
     SelectionError,
     SnapshotRun,
     select_units,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, given_stacks
-from ansible_collections.lifeboat.docker.plugins.module_utils._version import COLLECTION_VERSION
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm import SwarmError, given_stacks
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.version import COLLECTION_VERSION
 
 
 def main() -> None:

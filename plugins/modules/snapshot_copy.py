@@ -147,13 +147,13 @@ target:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._copy import CopyError, copy_snapshots, object_refs, plan_copy
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, STORE_OPTION_NAMES, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, redact_url
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.copy import CopyError, copy_snapshots, object_refs, plan_copy
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import REPOSITORY_ARGS, STORE_OPTION_NAMES, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError, redact_url
 
 
 def main() -> None:

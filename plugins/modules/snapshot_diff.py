@@ -131,8 +131,8 @@ same_index:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.browse import (
     BrowseError,
     Selector,
     Smallest,
@@ -142,10 +142,10 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
     index_lines,
     previous_snapshot,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
 
 
 def compare(repo, base: dict, newer: dict, wanted: str, selector: Selector, limit: int) -> dict:

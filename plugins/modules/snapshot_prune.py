@@ -217,15 +217,15 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._gc import prune
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._procs import cmdline
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.gc import prune
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.procs import cmdline
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.retention import RULES, Policy, PolicyError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
 
 
 def lock_holders(path: str) -> list[str]:

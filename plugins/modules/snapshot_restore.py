@@ -271,37 +271,37 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, walk
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.archive import ArchiveError, walk
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import own_state_dirs, state_dir
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import read_engine
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import LockSet, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.quiesce import own_state_dirs, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.databases import DbRestoreError, DbRestoreRun
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.files import (
     RestoreError,
     RestoreRun,
     local_root,
     plan_restore,
     resolve_unit,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_paths import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.paths import (
     PathRestore,
     default_target,
     selection_summary,
     target_refusal,
     workdir,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._browse import BrowseError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, engine_failed, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._safety import resolve_lexically, resolved
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.browse import BrowseError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.safety import resolve_lexically, resolved
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.tarcheck import UnsafeArchive
 
 
 def _tree_summary(path: str | None) -> dict:

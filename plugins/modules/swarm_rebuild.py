@@ -196,21 +196,21 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.archive import ArchiveError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connection_settings,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import Failure, check_paths, engine_failed, run
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, ensure_swarm
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm_rebuild import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.files import RestoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.databases import DbRestoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm import SwarmError, ensure_swarm
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm_apply import (
     SOURCES,
     SwarmRebuild,
     check_plan,
@@ -220,7 +220,7 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._swarm_rebuild imp
     pick_stacks,
     swarm_section,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.tarcheck import UnsafeArchive
 
 
 def ladder(result: dict) -> tuple:

@@ -240,7 +240,7 @@ def _module_running(name: str) -> bool:
 
 
 def test_prune_waits_for_a_snapshot_holding_the_repository(lab, base):
-    from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock
+    from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock
 
     repo, (a, b, c) = base.clone(lab)
     assert os.environ["LIFEBOAT_STATE_DIR"] == lab.state_dir

@@ -3,9 +3,9 @@ the host, and how its errors fail the module."""
 
 from __future__ import annotations
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DockerException
-from ansible_collections.lifeboat.docker.plugins.module_utils._redeploy import RebuildError
-from ansible_collections.lifeboat.docker.plugins.module_utils._runner import failure_message
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import DockerException
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.apply import RebuildError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import failure_message
 from ansible_collections.lifeboat.docker.plugins.modules.rebuild import _changed, ladder
 
 
