@@ -24,17 +24,13 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.browse
   - lifeboat.docker.attributes
 attributes:
   diff_mode:
     support: none
     description: The comparison is the result itself.
 options:
-  encryption_identity:
-    description:
-      - The age identity file (private key, on the host running the module) that decrypts encrypted
-        snapshots. Needed for encrypted snapshots only.
-    type: path
   snapshot:
     description:
       - The newer snapshot, by id, or V(latest) (the newest snapshot, by its time, that holds the data
@@ -47,13 +43,6 @@ options:
         same host, that holds the unit's data).
     type: str
     default: previous
-  host:
-    description: With O(snapshot=latest), only snapshots of this host.
-    type: str
-  unit:
-    description: The unit, by id (V(volume:NAME), V(path:/P)) or by volume name or host path.
-    type: str
-    required: true
   paths:
     description:
       - Only these entries, relative to the unit's root (see M(lifeboat.docker.snapshot_files)); a

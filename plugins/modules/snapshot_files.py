@@ -20,30 +20,19 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.browse
   - lifeboat.docker.attributes
 attributes:
   diff_mode:
     support: none
     description: Nothing to compare; see M(lifeboat.docker.snapshot_diff).
 options:
-  encryption_identity:
-    description:
-      - The age identity file (private key, on the host running the module) that decrypts encrypted
-        snapshots. Needed for encrypted snapshots only.
-    type: path
   snapshot:
     description:
       - A snapshot id, or V(latest) (the newest snapshot, by its time, that holds the data of O(unit),
         of O(host) if given).
     type: str
     default: latest
-  host:
-    description: With O(snapshot=latest), only snapshots of this host.
-    type: str
-  unit:
-    description: The unit, by id (V(volume:NAME), V(path:/P)) or by volume name or host path.
-    type: str
-    required: true
   paths:
     description:
       - Only these entries, relative to the unit's root as listed (C(app/config.yml)); a directory
