@@ -1,7 +1,7 @@
 # Prints what playbooks/browse.yml found, for a person at a terminal (scripts/lifeboat.sh ls, diff,
 # restore-file): reads ansible-playbook's JSON output (the ansible.posix.json callback) on stdin,
 # writes tables like `ls -l` and `diff` lines on stdout, failures on stderr (exit 1).
-"""Formats the results of the browse playbook; the lines themselves come from _browse.py."""
+"""Formats the results of the browse playbook; the lines themselves come from _restore/browse.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, ".venv", "collections"))
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._browse import diff_line, ls_line  # noqa: E402
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.browse import diff_line, ls_line  # noqa: E402
 
 
 def size_text(count: float) -> str:

@@ -48,13 +48,48 @@ step_build() {
 step_sanity() { bash scripts/sanity.sh; }
 step_unit() { pytest -q -p no:cacheprovider tests/unit; }
 # --durations: where the time goes, in the CI log (the suite must stay well under 45 minutes).
-step_integration() { pytest -q -p no:cacheprovider --durations=30 tests/integration; }
+# Three workers, one test file each at a time (pytest-xdist --dist loadfile: a file's module
+# fixtures are made once, its tests keep their order). Most of a test's time is spent waiting
+# on engines, servers and databases; tests that act on a whole engine use throw-away engines
+# (tests/integration/fixtures/engine.py) and names are prefixed per test, so files do not meet.
+step_integration() {
+  pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=30 tests/integration
+}
+# Scenarios run two at a time (each waits mostly on apt, image loads and nested engines; their
+# platforms and networks have names of their own), the longest first; each one's output is
+# printed whole when it ends. Molecule takes the collection from this checkout (prerun: false).
+molecule_lanes=2
 step_molecule() {
-  local scenario rc=0
+  local logs=$top/build/molecule scenario rc=0 running=0
+  rm -rf "$logs" && mkdir -p "$logs"
+  # longest first: the lanes then end at about the same time
+  local order=(swarm_rebuild dr_rebuild backup_restore cert_safekeeping docker_engine) all=()
+  for scenario in "${order[@]}"; do [ -f "molecule/$scenario/molecule.yml" ] && all+=("$scenario"); done
   for scenario in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "$scenario")")
-    echo "--- molecule test -s $scenario"
-    molecule test -s "$scenario" || rc=1
+    [[ " ${all[*]} " == *" $scenario "* ]] || all+=("$scenario")
+  done
+  for scenario in "${all[@]}"; do
+    while [ "$running" -ge "$molecule_lanes" ]; do
+      wait -n || true
+      running=$(jobs -rp | wc -l)
+    done
+    echo "--- molecule test -s $scenario (started $(date +%T))"
+    ( t0=$(date +%s); molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1
+      echo "$? $(( $(date +%s) - t0 ))" >"$logs/$scenario.rc" ) &
+    running=$(jobs -rp | wc -l)
+  done
+  wait
+  local status seconds
+  for scenario in "${all[@]}"; do
+    read -r status seconds <"$logs/$scenario.rc" || status=1
+    cat "$logs/$scenario.log"
+    if [ "$status" = 0 ]; then
+      echo "=== molecule $scenario passed in ${seconds}s"
+    else
+      echo "=== molecule $scenario FAILED (exit $status, ${seconds:-?}s): its log is above"
+      rc=1
+    fi
   done
   return $rc
 }

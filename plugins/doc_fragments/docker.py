@@ -27,15 +27,3 @@ requirements:
 notes:
   - The modules talk to the engine on the managed host, so that host needs the Docker SDK for Python.
 """
-
-    ATTRIBUTES_INFO = r"""
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs unchanged in check mode.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    description: Reads only; always returns RV(ignore:changed=false).
-"""

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild import plan_lines, step_line
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.plan import plan_lines, step_line
 
 
 class FilterModule:

@@ -109,15 +109,15 @@ bytes:
 
 import base64
 import os
-import traceback
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._certs import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._certs.bundle import (
     CertError, age_decrypt, age_encrypt, build_bundle, is_age_file, read_bundle, restore_mode, same_file,
     write_file)
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import relative_paths
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.files import write_atomic
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
 
 
 def make(module: AnsibleModule) -> dict:
@@ -133,22 +133,9 @@ def make(module: AnsibleModule) -> dict:
               "bytes": len(data)}
     if module.check_mode:
         return result
-    os.makedirs(os.path.dirname(params["dest"]), mode=0o700, exist_ok=True)
-    tmp = params["dest"] + ".tmp"
-    old_umask = os.umask(0o077)
-    try:
-        if params["recipients"]:
-            age = module.get_bin_path("age", required=True)
-            age_encrypt(age, data, params["recipients"], tmp)
-        else:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, params["dest"])
-    finally:
-        os.umask(old_umask)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if params["recipients"]:
+        data = age_encrypt(module.get_bin_path("age", required=True), data, params["recipients"])
+    write_atomic(params["dest"], data, 0o600, dir_mode=0o700)
     return result
 
 
@@ -186,6 +173,10 @@ def restore(module: AnsibleModule) -> dict:
     return {"changed": any(f["changed"] for f in files), "files": files, "encrypted": encrypted}
 
 
+LADDER = (Failure(CertError),
+          Failure(OSError, lambda exc: f"{exc.filename or 'a file'}: {exc.strerror}; run as root (become)"))
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -199,17 +190,9 @@ def main() -> None:
             "root": {"type": "path", "default": "/"},
         },
         supports_check_mode=True, mutually_exclusive=[("src", "content")])
-    bad_paths = relative_paths(module.params, ("dest", "src", "identity", "root"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
-    try:
-        result = make(module) if module.params["state"] == "present" else restore(module)
-    except CertError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg=f"{exc.filename or 'a file'}: {exc.strerror}; run as root (become)")
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"cert_bundle failed unexpectedly: {exc}", exception=traceback.format_exc())
+    check_paths(module, ("dest", "src", "identity", "root"))
+    result = run(module, lambda: make(module) if module.params["state"] == "present" else restore(module),
+                 name="cert_bundle", ladder=LADDER)
     module.exit_json(**result)
 
 

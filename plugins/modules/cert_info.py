@@ -24,16 +24,8 @@ requirements:
   - The C(openssl) command on the managed host (Debian package C(openssl)).
 author:
   - lifeboat.docker developers (@lifeboat)
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs unchanged in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so nothing is compared.
-  idempotent:
-    support: full
-    description: Reads only; always returns RV(ignore:changed=false).
+extends_documentation_fragment:
+  - lifeboat.docker.attributes.info
 options:
   paths:
     description:
@@ -142,12 +134,12 @@ problems:
   elements: dict
 """
 
-import traceback
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._certs import OpenSSL, scan
+from ansible_collections.lifeboat.docker.plugins.module_utils._certs.bundle import OpenSSL, scan
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import run
 
 
 def main() -> None:
@@ -158,10 +150,8 @@ def main() -> None:
     openssl = module.get_bin_path("openssl")
     if not openssl:
         module.fail_json(msg="the openssl command is not installed on this host: apt-get install openssl")
-    try:
-        result = scan(module.params["paths"], OpenSSL(openssl), datetime.now(timezone.utc), module.params["warn_days"])
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"cert_info failed unexpectedly: {exc}", exception=traceback.format_exc())
+    result = run(module, lambda: scan(module.params["paths"], OpenSSL(openssl), datetime.now(timezone.utc),
+                                      module.params["warn_days"]), name="cert_info")
     for cert in result["certificates"]:
         if cert["expired"]:
             module.warn(f"certificate {cert['path']} ({cert['subject']}) expired on {cert['not_after']}: renew it")

@@ -490,18 +490,16 @@ report:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import relative_paths
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connection_settings,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.plan import (
     PolicyError,
     build_inventory,
     database_candidates,
@@ -509,12 +507,13 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._inventory import 
     undeclared_message,
     validate_policy,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import (
     probe_dump_tools,
     read_engine,
     scan_all,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._report import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.report import (
     read_text,
     render,
     write_atomic,
@@ -531,9 +530,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("report",))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("report",))
 
     try:
         policy = validate_policy(params["policy"]) if params["policy"] is not None else None
@@ -547,20 +544,19 @@ def main() -> None:
     client = client_for(module)
     base_url = connection_settings(params)[0]
     local = base_url.startswith("unix://")
-    try:
+
+    def body() -> tuple:
         raw = read_engine(client)
         scans = scan_all(raw, measure=params["include_sizes"]) if local else {}
         candidates = database_candidates(raw, scans, policy)
         tools = probe_dump_tools(client, candidates, raw)
-        inventory = build_inventory(raw, scans, policy, tools, include_sizes=params["include_sizes"],
+        return raw, build_inventory(raw, scans, policy, tools, include_sizes=params["include_sizes"],
                                     undeclared=params["undeclared"])
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine at {base_url} failed a request while taking the "
-                             f"inventory: {exc}; check the engine's log (journalctl -u docker)",
-                         exception=traceback.format_exc())
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"data_inventory failed unexpectedly: {exc}",
-                         exception=traceback.format_exc())
+
+    raw, inventory = run(module, body, name="data_inventory", ladder=(Failure(
+        DockerException, lambda exc: f"the Docker engine at {base_url} failed a request while taking the "
+                                     f"inventory: {exc}; check the engine's log (journalctl -u docker)",
+        traceback=True),))
     if not local:
         inventory["findings"].append({
             "code": "remote_engine", "severity": "info", "subject": base_url,

@@ -22,13 +22,12 @@ requirements:
   - apprise (Python library; Debian package C(apprise), PyPI C(apprise)) where the module runs, for O(urls)
 author:
   - lifeboat.docker developers (@lifeboat)
+extends_documentation_fragment:
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Sends and pings nothing; reports what it would send to.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: none
     description: Every run sends.
@@ -97,7 +96,8 @@ sent:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _notify
+from ansible_collections.lifeboat.docker.plugins.module_utils._notify import send as _notify
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import run
 
 
 def main() -> None:
@@ -118,9 +118,14 @@ def main() -> None:
     if module.check_mode:
         targets = [_notify.mask(u) for u in urls] + ([_notify.mask(ping_url)] if ping_url else [])
         module.exit_json(changed=False, sent=[{"target": t, "ok": True, "error": "check mode: not sent"} for t in targets])
-    sent = _notify.send(urls, params["title"], params["body"]) if urls else []
-    if ping_url:
-        sent.append(_notify.ping(ping_url, params["ping_body"], params["timeout"]))
+
+    def body() -> list:
+        sent = _notify.send(urls, params["title"], params["body"]) if urls else []
+        if ping_url:
+            sent.append(_notify.ping(ping_url, params["ping_body"], params["timeout"]))
+        return sent
+
+    sent = run(module, body, name="notify")
     failed = _notify.failures(sent)
     if failed:
         module.fail_json(msg=f"{len(failed)} of {len(sent)} notifications failed: " + "; ".join(failed)

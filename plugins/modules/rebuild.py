@@ -33,13 +33,11 @@ author:
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Every step says what it would do; nothing is changed.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: full
     description: A step finds done what an earlier run did, and changes nothing.
@@ -162,21 +160,20 @@ seconds:
 """
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import DOCKER_COMMON_ARGS, DockerException, client_for
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild import PlanError, runbook
-from ansible_collections.lifeboat.docker.plugins.module_utils._redeploy import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import DOCKER_COMMON_ARGS, DockerException, client_for
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.plan import PlanError, runbook
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.apply import (
     Rebuild,
     RebuildError,
     environment_values,
     load_snapshot,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
 
 STEP_CHANGES = {"host_paths": ("restore",), "volume_data": ("restore",), "images": ("load", "pull")}
 
@@ -192,6 +189,13 @@ def _changed(step: str, result, check: bool) -> bool:
     if step == "services":
         return any(i["action"] != "present" for i in result)
     return False
+
+
+def ladder(step: str) -> tuple:
+    """How an exception of STEP fails the module."""
+    return (Failure((PlanError, RebuildError, RepositoryError)),
+            Failure(DockerException, lambda exc: f"the Docker engine failed a request during step {step}: {exc}; "
+                                                 "check the engine's log"))
 
 
 def main() -> None:
@@ -212,41 +216,32 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     step = params["step"]
     result = {"changed": False, "snapshot_id": None, "step": step, "seconds": 0.0}
     started = time.monotonic()
     client = client_for(module)
-    try:
-        with TerminationGuard():
-            if not module.check_mode and step not in ("plan", "verify"):
-                result["repaired"] = repair(client)
-            repo = Repository.open(params["repository"], options=store_options(params),
-                                   identity=params["encryption_identity"])
-            manifest = load_snapshot(repo, params["host"], params["snapshot"])
-            result["snapshot_id"] = manifest["id"]
-            env = environment_values(repo, manifest, params["environment"])
-            run = Rebuild(client, repo, manifest, env, params["compose_env_files"], params["docker_host"],
+
+    def body() -> None:
+        repo = Repository.open(params["repository"], options=store_options(params),
+                               identity=params["encryption_identity"])
+        manifest = load_snapshot(repo, params["host"], params["snapshot"])
+        result["snapshot_id"] = manifest["id"]
+        env = environment_values(repo, manifest, params["environment"])
+        rebuild = Rebuild(client, repo, manifest, env, params["compose_env_files"], params["docker_host"],
                           check=module.check_mode or step == "plan", timeout=params["wait_timeout"])
-            if step == "plan":
-                result["plan"] = run.plan()
-                result["runbook"] = runbook(manifest, params["runbook_repository"] or params["repository"])
-            elif step in ("host_paths", "volume_data"):
-                result["result"] = run.restore_units("path" if step == "host_paths" else "volume")
-            elif step == "verify":
-                result["result"] = run.verify(params["strict_units"])
-            else:
-                result["result"] = getattr(run, step)()
-    except (PlanError, RebuildError, RepositoryError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine failed a request during step {step}: {exc}; check the engine's log",
-                         **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"rebuild step {step} failed unexpectedly: {exc}", exception=traceback.format_exc(),
-                         **result)
+        if step == "plan":
+            result["plan"] = rebuild.plan()
+            result["runbook"] = runbook(manifest, params["runbook_repository"] or params["repository"])
+        elif step in ("host_paths", "volume_data"):
+            result["result"] = rebuild.restore_units("path" if step == "host_paths" else "volume")
+        elif step == "verify":
+            result["result"] = rebuild.verify(params["strict_units"])
+        else:
+            result["result"] = getattr(rebuild, step)()
+
+    run(module, body, name=f"rebuild step {step}", result=result, ladder=ladder(step), guard=True,
+        repair=None if step in ("plan", "verify") else lambda: client)
     result["seconds"] = round(time.monotonic() - started, 3)
     if step not in ("plan", "verify"):
         result["changed"] = _changed(step, result["result"], module.check_mode)

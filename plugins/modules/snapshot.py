@@ -58,13 +58,11 @@ author:
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Says what would be captured and which containers would be stopped; touches nothing.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: none
     description: Every run writes a new snapshot (unchanged data costs no new objects).
@@ -344,28 +342,27 @@ cleaned:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connect,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._deployment import DeploymentCapture
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import live_plan
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import ENCRYPT_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.deployment import DeploymentCapture
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import live_plan
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import ENCRYPT_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.capture import (
     SelectionError,
     SnapshotRun,
     select_units,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, given_stacks
-from ansible_collections.lifeboat.docker.plugins.module_utils._version import COLLECTION_VERSION
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm import SwarmError, given_stacks
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.version import COLLECTION_VERSION
 
 
 def main() -> None:
@@ -387,9 +384,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     if params["parallel"] < 0 or params["lock_timeout"] < 0:
         module.fail_json(msg="parallel and lock_timeout must be 0 or more")
     if not 1 <= params["compression_level"] <= 22:
@@ -402,53 +397,48 @@ def main() -> None:
     client = client_for(module)
     result = {"changed": False, "snapshot_id": None, "repository": params["repository"], "complete": False,
               "units": {}, "failed_units": [], "repaired": [], "cleaned": []}
-    try:
-        with TerminationGuard():
-            if not module.check_mode:
-                result["repaired"] = repair(client)
-            raw, inventory = live_plan(client)
-            units = select_units(inventory["units"], params["units"], params["volumes"], params["paths"],
-                                 params["strategy"])
-            if module.check_mode:
-                result["changed"] = True
-                result["plan"] = [{"id": u["id"], "strategy": u["strategy"],
-                                   "stop": list(u.get("containers") or []) if u["strategy"] == "stop" else []}
-                                  for u in units]
-                module.exit_json(**result)
-            repo = Repository.open(params["repository"], create=True, options=store_options(params),
-                                   recipients=params["encryption_recipients"])
-            result["repository"] = repo.url
-            result["cleaned"] = repo.cleanup()
-            version = client.version()
-            run = SnapshotRun(client, repo, raw, level=params["compression_level"], tags=params["tags"],
-                              stop_timeout=params["stop_timeout"], collection_version=COLLECTION_VERSION,
-                              docker_version={"version": version.get("Version"),
-                                              "api_version": version.get("ApiVersion")})
-            run.deployment_capture = DeploymentCapture(client, repo, raw, include_images=params["include_images"],
-                                                       level=params["compression_level"])
-            run.swarm_stacks = params["swarm_stacks"]
-            parallel = params["parallel"] or os.cpu_count() or 1
-            outcome = run.run(units, parallel=parallel, lock_timeout=params["lock_timeout"],
+
+    def body() -> tuple:
+        raw, inventory = live_plan(client)
+        units = select_units(inventory["units"], params["units"], params["volumes"], params["paths"],
+                             params["strategy"])
+        if module.check_mode:
+            result["changed"] = True
+            result["plan"] = [{"id": u["id"], "strategy": u["strategy"],
+                               "stop": list(u.get("containers") or []) if u["strategy"] == "stop" else []}
+                              for u in units]
+            module.exit_json(**result)
+        repo = Repository.open(params["repository"], create=True, options=store_options(params),
+                               recipients=params["encryption_recipients"])
+        result["repository"] = repo.url
+        result["cleaned"] = repo.cleanup()
+        version = client.version()
+        snap = SnapshotRun(client, repo, raw, level=params["compression_level"], tags=params["tags"],
+                           stop_timeout=params["stop_timeout"], collection_version=COLLECTION_VERSION,
+                           docker_version={"version": version.get("Version"),
+                                           "api_version": version.get("ApiVersion")})
+        snap.deployment_capture = DeploymentCapture(client, repo, raw, include_images=params["include_images"],
+                                                    level=params["compression_level"])
+        snap.swarm_stacks = params["swarm_stacks"]
+        parallel = params["parallel"] or os.cpu_count() or 1
+        return snap, snap.run(units, parallel=parallel, lock_timeout=params["lock_timeout"],
                               client_factory=lambda: connect(params))
-    except (SelectionError, RepositoryError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    snap, outcome = run(module, body, name="snapshot", result=result, guard=True, repair=lambda: client,
+                        ladder=(Failure((SelectionError, RepositoryError)), Failure(DockerException, engine_failed)))
     # Ansible reserves `failed` for the task's failure flag: the units go out as failed_units.
     outcome = dict(outcome)
     failed_units = outcome.pop("failed")
     result.update(outcome, failed_units=failed_units, changed=outcome["snapshot_id"] is not None)
-    if outcome["snapshot_id"] and run.swarm_result is not None:
-        result["swarm"] = run.swarm_result
-        for text in run.swarm_result["problems"]:
+    if outcome["snapshot_id"] and snap.swarm_result is not None:
+        result["swarm"] = snap.swarm_result
+        for text in snap.swarm_result["problems"]:
             module.warn(f"swarm section of snapshot {outcome['snapshot_id']}: {text}")
-    if outcome["snapshot_id"] and run.deployment_result is not None:
-        result["deployment"] = run.deployment_result
-        for text in run.deployment_result["left_out"]:
+    if outcome["snapshot_id"] and snap.deployment_result is not None:
+        result["deployment"] = snap.deployment_result
+        for text in snap.deployment_result["left_out"]:
             module.warn(f"not stored in snapshot {outcome['snapshot_id']}: {text}")
-        for text in run.deployment_result["problems"]:
+        for text in snap.deployment_result["problems"]:
             module.warn(f"deployment of snapshot {outcome['snapshot_id']}: {text}")
     if result["failed_units"]:
         names = "; ".join(f"{f['id']}: {f['error']}" for f in result["failed_units"])

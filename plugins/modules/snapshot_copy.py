@@ -25,13 +25,11 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Lists the snapshots that would be copied; writes nothing.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: full
     description: A second run finds every snapshot in the target and copies nothing.
@@ -147,17 +145,15 @@ target:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._copy import CopyError, copy_snapshots, object_refs, plan_copy
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, STORE_OPTION_NAMES, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, redact_url
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.copy import CopyError, copy_snapshots, object_refs, plan_copy
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import REPOSITORY_ARGS, STORE_OPTION_NAMES, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError, redact_url
 
 
 def main() -> None:
@@ -171,9 +167,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     result = {"changed": False, "copied": [], "present": [], "failed_snapshots": [], "objects_copied": 0,
               "objects_present": 0, "bytes_copied": 0, "target": redact_url(params["target_repository"])}
     unknown = sorted(set(params["target_options"]) - set(STORE_OPTION_NAMES))
@@ -182,9 +176,8 @@ def main() -> None:
                              f"{', '.join(STORE_OPTION_NAMES)}", **result)
     if params["lock_timeout"] < 0:
         module.fail_json(msg=f"lock_timeout must be 0 or more, got {params['lock_timeout']}", **result)
-    try:
-        if not module.check_mode:  # staging a killed restore left (no engine here: containers wait)
-            result["repaired"] = repair(None)
+
+    def body() -> dict:
         source = Repository.open(params["repository"], options=store_options(params))
         target_opts = {name: params["target_options"].get(name) for name in STORE_OPTION_NAMES}
         if module.check_mode:
@@ -217,17 +210,16 @@ def main() -> None:
             result["changed"] = bool(todo)
             module.exit_json(**result)
         lock = Lock(f"repository:{target.url}", "snapshot_copy", params["lock_timeout"], shared=True)
-        with TerminationGuard():
-            lock.acquire()
-            try:
-                target.cleanup()
-                outcome = copy_snapshots(source, target, todo)
-            finally:
-                lock.release()
-    except (CopyError, RepositoryError, StoreError, LockTimeout, mf.FormatError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_copy failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+        lock.acquire()
+        try:
+            target.cleanup()
+            return copy_snapshots(source, target, todo)
+        finally:
+            lock.release()
+
+    # repair: staging a killed restore left (no engine here: containers wait)
+    outcome = run(module, body, name="snapshot_copy", result=result, guard=True, repair=lambda: None,
+                  ladder=(Failure((CopyError, RepositoryError, StoreError, LockTimeout, mf.FormatError)),))
     failed = outcome.pop("failed")
     result.update(outcome, failed_snapshots=failed, changed=bool(outcome["copied"]))
     if failed:

@@ -24,22 +24,13 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.browse
+  - lifeboat.docker.attributes
 attributes:
-  check_mode:
-    support: full
-    description: Reads only.
   diff_mode:
     support: none
     description: The comparison is the result itself.
-  idempotent:
-    support: full
-    description: Reads only.
 options:
-  encryption_identity:
-    description:
-      - The age identity file (private key, on the host running the module) that decrypts encrypted
-        snapshots. Needed for encrypted snapshots only.
-    type: path
   snapshot:
     description:
       - The newer snapshot, by id, or V(latest) (the newest snapshot, by its time, that holds the data
@@ -52,13 +43,6 @@ options:
         same host, that holds the unit's data).
     type: str
     default: previous
-  host:
-    description: With O(snapshot=latest), only snapshots of this host.
-    type: str
-  unit:
-    description: The unit, by id (V(volume:NAME), V(path:/P)) or by volume name or host path.
-    type: str
-    required: true
   paths:
     description:
       - Only these entries, relative to the unit's root (see M(lifeboat.docker.snapshot_files)); a
@@ -134,12 +118,10 @@ same_index:
   type: bool
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.browse import (
     BrowseError,
     Selector,
     Smallest,
@@ -149,9 +131,10 @@ from ansible_collections.lifeboat.docker.plugins.module_utils._browse import (
     index_lines,
     previous_snapshot,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
 
 
 def compare(repo, base: dict, newer: dict, wanted: str, selector: Selector, limit: int) -> dict:
@@ -186,13 +169,12 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     if params["limit"] < 0:
         module.fail_json(msg=f"limit must be 0 (everything) or more, got {params['limit']}")
     result = {"changed": False}
-    try:
+
+    def body() -> None:
         selector = Selector(params["paths"])
         repo = Repository.open(params["repository"], options=store_options(params),
                                identity=params["encryption_identity"])
@@ -204,10 +186,8 @@ def main() -> None:
             base = repo.resolve(params["base"], unit=unit_id, host=params["host"])
         result.update(snapshot_id=newer["id"], base_id=base["id"])
         result.update(compare(repo, base, newer, unit_id, selector, params["limit"]))
-    except (BrowseError, RepositoryError, StoreError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_diff failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    run(module, body, name="snapshot_diff", result=result, ladder=(Failure((BrowseError, RepositoryError, StoreError)),))
     module.exit_json(**result)
 
 

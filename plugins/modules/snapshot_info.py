@@ -22,13 +22,11 @@ author:
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Reads only (the restart of containers left stopped by a killed run is skipped).
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: full
     description: Lists and reads only.
@@ -176,24 +174,23 @@ repaired:
 import os
 import shutil
 import tempfile
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, hash_stream
-from ansible_collections.lifeboat.docker.plugins.module_utils._dump import DumpError, object_chunks
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.archive import ArchiveError, hash_stream
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.dump import DumpError, object_chunks
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError, extract_verified
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.files import RestoreError, extract_verified
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.tarcheck import UnsafeArchive
 
 
 def check_objects(repo, unit: dict, seen: dict, refs: tuple = ("object", "index")) -> list[str]:
@@ -279,9 +276,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("scratch_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("scratch_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     if params["newest"] is not None and params["newest"] < 1:
         module.fail_json(msg=f"newest must be 1 or more, got {params['newest']}")
     result = {"changed": False, "snapshots": [], "problems": [], "repaired": [], "latest": None}
@@ -289,10 +284,9 @@ def main() -> None:
     if params["verify"] == "restore" and (not os.path.isabs(scratch) or not os.path.isdir(scratch)):
         module.fail_json(msg=f"scratch_dir {scratch} is not an existing directory (given as an absolute path): create "
                              "it, or give another with room for the largest unit", **result)
-    try:
-        if not module.check_mode:
-            result["repaired"] = repair(client_for(module))
-            result["changed"] = any(r.get("result") in ("started", "unpaused", "removed") for r in result["repaired"])
+
+    def body() -> None:
+        result["changed"] = any(r.get("result") in ("started", "unpaused", "removed") for r in result["repaired"])
         repo = Repository.open(params["repository"], options=store_options(params),
                                identity=params["encryption_identity"])
         good, bad = repo.manifests()
@@ -311,12 +305,9 @@ def main() -> None:
                     entry["problems"].append({"unit": unit, "problem": problem})
                     result["problems"].append({"snapshot": man["id"], "unit": unit, "problem": problem})
             result["snapshots"].append(entry)
-    except (RepositoryError, StoreError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine failed a request: {exc}", **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_info failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    run(module, body, name="snapshot_info", result=result, repair=lambda: client_for(module),
+        ladder=(Failure((RepositoryError, StoreError)), Failure(DockerException, lambda exc: f"the Docker engine failed a request: {exc}")))
     module.exit_json(**result)
 
 

@@ -35,14 +35,12 @@ author:
   - lifeboat.docker developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Says which snapshots would be forgotten, why each other one is kept, which objects would be
       deleted and how many bytes that frees; deletes nothing.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: full
     description: A second run with the same policy finds nothing more to remove (unless time has passed).
@@ -215,19 +213,19 @@ lock_waited:
   type: float
 """
 
-import datetime
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._retention import RULES, Policy, PolicyError, decide
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo import manifest as mf
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.gc import prune
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.procs import cmdline
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.retention import RULES, Policy, PolicyError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
 
 
 def lock_holders(path: str) -> list[str]:
@@ -246,87 +244,9 @@ def lock_holders(path: str) -> list[str]:
             continue
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4] != str(os.getpid()):
             pid = fields[4]
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                cmd = ""
+            cmd = cmdline(pid)
             out.append(f"process {pid}" + (f" ({cmd[:120]})" if cmd else ""))
     return out
-
-
-def object_keys(repo) -> list[tuple[str, str]]:
-    """(key, sha256) of every object in the repository; keys that are no object name are left out."""
-    out = []
-    for key in repo.store.list(mf.OBJECTS_PREFIX):
-        sha = key.rsplit("/", 1)[-1]
-        try:
-            if mf.object_key(sha) == key:
-                out.append((key, sha))
-        except mf.FormatError:
-            continue
-    return out
-
-
-def strays(repo) -> list[dict]:
-    """Files under snapshots/ not named like a manifest: perhaps a manifest renamed by hand."""
-    out = []
-    for key in repo.store.list(mf.SNAPSHOTS_PREFIX):
-        if mf.snapshot_id_from_key(key) is None:
-            out.append({"snapshot": key, "problem": f"{key} is not named like a manifest (snapshots/ID.json): it "
-                                                    "might be one renamed by hand; move it out of snapshots/"})
-    return out
-
-
-def prune(module, repo, policy: Policy, result: dict) -> None:
-    params = module.params
-    check = module.check_mode
-    good, bad = repo.manifests()
-    result["problems"] = [{"snapshot": b["id"], "problem": b["problem"]} for b in bad] + strays(repo)
-    considered = [m for m in good if params["host"] is None or m.get("host") == params["host"]]
-    decisions = decide(considered, policy, datetime.datetime.now(datetime.timezone.utc))
-    result["kept"] = [{k: d[k] for k in ("id", "time", "host", "complete", "reasons")} for d in decisions if d["keep"]]
-    result["removed"] = [d["id"] for d in decisions if not d["keep"]]
-
-    # 1. forget: manifests first, so that a crash from here on leaves only unreferenced objects
-    if not check:
-        for sid in result["removed"]:
-            repo.store.delete(mf.manifest_key(sid))
-            result["changed"] = True
-
-    # 2. objects no remaining manifest refers to; read the manifests again (what is on disk now)
-    forgotten = set(result["removed"])
-    good, bad = repo.manifests()
-    known = {p["snapshot"] for p in result["problems"]}
-    for item in [{"snapshot": b["id"], "problem": b["problem"]} for b in bad] + strays(repo):
-        if item["snapshot"] not in known:
-            result["problems"].append(item)
-    objects = object_keys(repo)
-    if result["problems"]:
-        result["objects_kept"] = len(objects)
-    else:
-        referenced: set[str] = set()
-        for man in good:
-            if man["id"] not in forgotten:
-                referenced.update(mf.objects_of(man))
-        for key, sha in objects:
-            if sha in referenced:
-                result["objects_kept"] += 1
-                continue
-            try:
-                size = repo.store.size(key)
-            except (OSError, StoreError):
-                size = 0
-            if not check:
-                repo.store.delete(key)
-            result["objects_removed"] += 1
-            result["bytes_freed"] += size
-
-    # 3. temporary files of writers that are gone
-    # (check mode names the same ones the real run would remove: a live writer's file is never listed)
-    result["stale_removed"] = repo.cleanup(dry_run=check)
-    if result["objects_removed"] or result["stale_removed"] or (check and result["removed"]):
-        result["changed"] = True
 
 
 def main() -> None:
@@ -345,9 +265,7 @@ def main() -> None:
     })
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     result = {"changed": False, "policy": {}, "kept": [], "removed": [], "objects_removed": 0, "bytes_freed": 0,
               "objects_kept": 0, "stale_removed": [], "problems": [], "lock_waited": 0.0}
     if params["lock_timeout"] < 0:
@@ -357,31 +275,29 @@ def main() -> None:
     except PolicyError as exc:
         module.fail_json(msg=str(exc), **result)
     result["policy"] = policy.describe()
-    try:
-        if not module.check_mode:  # staging a killed restore left (no engine here: containers wait)
-            result["repaired"] = repair(None)
+
+    def body() -> None:
         repo = Repository.open(params["repository"], options=store_options(params))
         # A real prune excludes snapshots (they hold the lock shared while they write); check mode
         # only reads, and shares the lock so that it sees no prune half done.
         lock = Lock(f"repository:{repo.url}", "prune" + (" (check mode)" if module.check_mode else ""),
                     params["lock_timeout"], shared=module.check_mode)
-        with TerminationGuard():
-            try:
-                lock.acquire()
-            except LockTimeout as exc:
-                holders = lock_holders(lock.path)
-                who = f" (holding it now: {'; '.join(holders)})" if holders else ""
-                module.fail_json(msg=f"the repository {repo.url} is in use, the prune did not start: {exc}{who}",
-                                 **result)
-            try:
-                result["lock_waited"] = lock.waited
-                prune(module, repo, policy, result)
-            finally:
-                lock.release()
-    except (PolicyError, RepositoryError, StoreError, mf.FormatError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_prune failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+        try:
+            lock.acquire()
+        except LockTimeout as exc:
+            holders = lock_holders(lock.path)
+            who = f" (holding it now: {'; '.join(holders)})" if holders else ""
+            module.fail_json(msg=f"the repository {repo.url} is in use, the prune did not start: {exc}{who}",
+                             **result)
+        try:
+            result["lock_waited"] = lock.waited
+            prune(repo, policy, result, host=params["host"], check=module.check_mode)
+        finally:
+            lock.release()
+
+    # repair: staging a killed restore left (no engine here: containers wait)
+    run(module, body, name="snapshot_prune", result=result, guard=True, repair=lambda: None,
+        ladder=(Failure((PolicyError, RepositoryError, StoreError, mf.FormatError)),))
     if result["problems"]:
         names = ", ".join(p["snapshot"] for p in result["problems"])
         if module.check_mode:

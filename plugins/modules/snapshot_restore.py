@@ -268,40 +268,40 @@ repaired:
 
 import os
 import shutil
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError, walk
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.archive import ArchiveError, walk
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._inventory_probe import read_engine
-from ansible_collections.lifeboat.docker.plugins.module_utils._locks import LockSet, LockTimeout
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, own_state_dirs, repair, state_dir
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError, DbRestoreRun
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._inventory.probe import read_engine
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import LockSet, LockTimeout
+from ansible_collections.lifeboat.docker.plugins.module_utils._snapshot.quiesce import own_state_dirs, state_dir
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.databases import DbRestoreError, DbRestoreRun
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.files import (
     RestoreError,
     RestoreRun,
     local_root,
     plan_restore,
     resolve_unit,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_paths import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.paths import (
     PathRestore,
     default_target,
     selection_summary,
     target_refusal,
     workdir,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._browse import BrowseError
-from ansible_collections.lifeboat.docker.plugins.module_utils._safety import resolve_lexically, resolved
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.browse import BrowseError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.safety import resolve_lexically, resolved
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.tarcheck import UnsafeArchive
 
 
 def _tree_summary(path: str | None) -> dict:
@@ -409,6 +409,15 @@ def restore_database(module, client, repo, raw, manifest, unit, result):
         return runner.run(manifest, unit, plan, params["force"], params["verify"])
 
 
+def ladder(result: dict) -> tuple:
+    """How an exception fails the module (RESULT: the module's result as it is then)."""
+    return (Failure(UnsafeArchive, lambda exc: f"refused: the archive of {result['unit']} is unsafe to extract ({exc}); "
+                                               "the target was not touched"),
+            Failure((RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError, LockTimeout, BrowseError),
+                    lambda exc: f"{exc} (the target was not touched unless this says otherwise)"),
+            Failure(DockerException, engine_failed))
+
+
 def main() -> None:
     argument_spec = dict(DOCKER_COMMON_ARGS)
     argument_spec.update(REPOSITORY_ARGS)
@@ -430,40 +439,29 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("target_volume", "target_path")])
     params = module.params
-    bad_paths = relative_paths(params, ("target_path", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("target_path", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     client = client_for(module)
     result = {"changed": False, "repaired": [], "snapshot_id": None, "unit": params["unit"], "target": None,
               "target_type": None}
-    try:
-        with TerminationGuard():
-            if not module.check_mode:
-                result["repaired"] = repair(client)
-            repo = Repository.open(params["repository"], options=store_options(params),
-                                   identity=params["encryption_identity"])
-            wanted = params["unit"]
-            manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
-            # What a restore writes (the pre-restore dump of a database) is encrypted like the
-            # snapshot it restores.
-            repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
-            unit = resolve_unit(manifest, wanted)
-            raw = read_engine(client)
-            if params["paths"]:
-                outcome = restore_paths(module, repo, raw, manifest, unit, result)
-            elif unit.get("kind") == "database":
-                outcome = restore_database(module, client, repo, raw, manifest, unit, result)
-            else:
-                outcome = restore_files(module, client, repo, raw, manifest, unit, result)
-    except UnsafeArchive as exc:
-        module.fail_json(msg=f"refused: the archive of {result['unit']} is unsafe to extract ({exc}); "
-                             "the target was not touched", **result)
-    except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError, LockTimeout, BrowseError) as exc:
-        module.fail_json(msg=f"{exc} (the target was not touched unless this says otherwise)", **result)
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"snapshot_restore failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+
+    def body() -> dict:
+        repo = Repository.open(params["repository"], options=store_options(params),
+                               identity=params["encryption_identity"])
+        wanted = params["unit"]
+        manifest = repo.resolve(params["snapshot"], unit=wanted, host=params["host"])
+        # What a restore writes (the pre-restore dump of a database) is encrypted like the
+        # snapshot it restores.
+        repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
+        unit = resolve_unit(manifest, wanted)
+        raw = read_engine(client)
+        if params["paths"]:
+            return restore_paths(module, repo, raw, manifest, unit, result)
+        if unit.get("kind") == "database":
+            return restore_database(module, client, repo, raw, manifest, unit, result)
+        return restore_files(module, client, repo, raw, manifest, unit, result)
+
+    outcome = run(module, body, name="snapshot_restore", result=result, ladder=ladder(result), guard=True,
+                  repair=lambda: client)
     result.update(outcome, changed=True)
     module.exit_json(**result)
 

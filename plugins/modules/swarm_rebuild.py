@@ -29,13 +29,11 @@ author:
 extends_documentation_fragment:
   - lifeboat.docker.docker
   - lifeboat.docker.repository
+  - lifeboat.docker.attributes.no_diff
 attributes:
   check_mode:
     support: full
     description: Says which stacks, volumes and dumps would be restored; touches nothing.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
   idempotent:
     support: none
     description: Every run deploys and restores again (with O(force), over what is there).
@@ -195,33 +193,43 @@ repaired:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _manifest as mf
-from ansible_collections.lifeboat.docker.plugins.module_utils._archive import ArchiveError
-from ansible_collections.lifeboat.docker.plugins.module_utils._docker import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.archive import ArchiveError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.engine import (
     DOCKER_COMMON_ARGS,
     DockerException,
     client_for,
     connection_settings,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._options import IDENTITY_ARGS, REPOSITORY_ARGS, relative_paths, store_options
-from ansible_collections.lifeboat.docker.plugins.module_utils._quiesce import TerminationGuard, repair
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository, RepositoryError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore import RestoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._restore_db import DbRestoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm import SwarmError, ensure_swarm
-from ansible_collections.lifeboat.docker.plugins.module_utils._swarm_rebuild import (
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.options import IDENTITY_ARGS, REPOSITORY_ARGS, store_options
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository, RepositoryError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.files import RestoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._restore.databases import DbRestoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._common.runner import Failure, check_paths, engine_failed, run
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm import SwarmError, ensure_swarm
+from ansible_collections.lifeboat.docker.plugins.module_utils._rebuild.swarm_apply import (
     SOURCES,
     SwarmRebuild,
+    check_plan,
+    choose_snapshot,
+    deployed_stacks,
+    no_swarm_snapshot,
     pick_stacks,
-    stack_of_unit,
     swarm_section,
 )
-from ansible_collections.lifeboat.docker.plugins.module_utils._tarcheck import UnsafeArchive
+from ansible_collections.lifeboat.docker.plugins.module_utils._data.tarcheck import UnsafeArchive
+
+
+def ladder(result: dict) -> tuple:
+    """How an exception fails the module (RESULT: the module's result as it is then)."""
+    return (Failure(UnsafeArchive, lambda exc: f"refused: an archive of the snapshot is unsafe to extract ({exc})"),
+            Failure((RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError),
+                    lambda exc: f"{exc} (stacks done before this one: {len(result['stacks'])})"),
+            Failure(SwarmError),
+            Failure(DockerException, engine_failed))
 
 
 def main() -> None:
@@ -247,77 +255,47 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    bad_paths = relative_paths(params, ("compose_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
-    if bad_paths:
-        module.fail_json(msg=bad_paths)
+    check_paths(module, ("compose_dir", "encryption_identity", "ssh_identity_file", "ssh_known_hosts_file", "rclone_config"))
     client = client_for(module)
     result = {"changed": False, "snapshot_id": None, "stacks": [], "repaired": []}
     environment = {str(k): {str(n): str(v) for n, v in (vals or {}).items()} for k, vals in params["environment"].items()}
-    try:
-        with TerminationGuard():
-            if not module.check_mode:
-                result["repaired"] = repair(client)
-            repo = Repository.open(params["repository"], options=store_options(params),
-                                   identity=params["encryption_identity"])
-            if params["snapshot"] == "latest":
-                good, _bad = repo.manifests()
-                chosen = mf.pick_latest(good, host=params["host"], where=lambda m: bool(m.get("swarm")))
-                if chosen is None:
-                    module.fail_json(msg=f"{repo.url} has no snapshot that records a swarm"
-                                         + (f" of host {params['host']}" if params["host"] else "")
-                                         + ": take one with lifeboat.docker.snapshot on the swarm's manager", **result)
-                wanted = chosen["id"]
-            else:
-                wanted = params["snapshot"]
-            manifest = repo.resolve(wanted)
-            repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
-            result["snapshot_id"] = manifest["id"]
-            stacks = pick_stacks(swarm_section(manifest), params["stacks"])
 
-            def deployed(name: str) -> bool:
-                try:
-                    return bool(client.api.services(filters={"label": f"com.docker.stack.namespace={name}"}))
-                except DockerException:
-                    return False  # not a swarm manager (yet): nothing is deployed
+    def body() -> None:
+        repo = Repository.open(params["repository"], options=store_options(params),
+                               identity=params["encryption_identity"])
+        if params["snapshot"] == "latest":
+            chosen = choose_snapshot(repo.manifests()[0], params["host"])
+            if chosen is None:
+                module.fail_json(msg=no_swarm_snapshot(repo.url, params["host"]), **result)
+            wanted = chosen["id"]
+        else:
+            wanted = params["snapshot"]
+        manifest = repo.resolve(wanted)
+        repo.recipients = repo.recipients or (manifest.get("encryption") or {}).get("recipients")
+        result["snapshot_id"] = manifest["id"]
+        stacks = pick_stacks(swarm_section(manifest), params["stacks"])
+        keep = deployed_stacks(client, stacks) if params["existing"] == "keep" else []
+        if module.check_mode:
+            result["plan"] = check_plan(manifest, stacks, keep, params["source"])
+            result["changed"] = any(p["action"] == "rebuild" for p in result["plan"])
+            module.exit_json(**result)
+        result["swarm"] = ensure_swarm(client, params["advertise_addr"], params["listen_addr"])
+        result["changed"] = result["swarm"] == "initialized"
+        docker_host = connection_settings(params)[0]
+        rebuild = SwarmRebuild(client, repo, docker_host, compose_dir=params["compose_dir"], force=params["force"],
+                               verify=params["verify"], stop_timeout=params["stop_timeout"],
+                               converge_timeout=params["converge_timeout"])
+        os.makedirs(params["compose_dir"], mode=0o700, exist_ok=True)
+        for stack in stacks:
+            if stack["name"] in keep:
+                result["stacks"].append({"stack": stack["name"], "action": "present"})
+                continue
+            result["changed"] = True
+            result["stacks"].append(dict(rebuild.rebuild(manifest, stack, params["source"], environment,
+                                                         params["restore_volumes"], params["restore_dumps"]),
+                                         action="rebuilt"))
 
-            keep = [s["name"] for s in stacks if params["existing"] == "keep" and deployed(s["name"])]
-            if module.check_mode:
-                result["plan"] = [{
-                    "stack": s["name"], "action": "present" if s["name"] in keep else "rebuild",
-                    "source": "compose" if (s.get("compose") or {}).get("files") and params["source"] != "specs"
-                    else "specs",
-                    "volumes": sorted(u["id"] for u in manifest.get("units") or []
-                                      if u.get("object") and u["kind"] == "volume" and stack_of_unit(u, s)),
-                    "dumps": sorted(u["id"] for u in manifest.get("units") or []
-                                    if u.get("object") and u["kind"] == "database" and stack_of_unit(u, s)),
-                } for s in stacks]
-                result["changed"] = any(p["action"] == "rebuild" for p in result["plan"])
-                module.exit_json(**result)
-            result["swarm"] = ensure_swarm(client, params["advertise_addr"], params["listen_addr"])
-            result["changed"] = result["swarm"] == "initialized"
-            docker_host = connection_settings(params)[0]
-            rebuild = SwarmRebuild(client, repo, docker_host, compose_dir=params["compose_dir"], force=params["force"],
-                                   verify=params["verify"], stop_timeout=params["stop_timeout"],
-                                   converge_timeout=params["converge_timeout"])
-            os.makedirs(params["compose_dir"], mode=0o700, exist_ok=True)
-            for stack in stacks:
-                if stack["name"] in keep:
-                    result["stacks"].append({"stack": stack["name"], "action": "present"})
-                    continue
-                result["changed"] = True
-                result["stacks"].append(dict(rebuild.rebuild(manifest, stack, params["source"], environment,
-                                                             params["restore_volumes"], params["restore_dumps"]),
-                                             action="rebuilt"))
-    except UnsafeArchive as exc:
-        module.fail_json(msg=f"refused: an archive of the snapshot is unsafe to extract ({exc})", **result)
-    except (RestoreError, DbRestoreError, RepositoryError, ArchiveError, StoreError) as exc:
-        module.fail_json(msg=f"{exc} (stacks done before this one: {len(result['stacks'])})", **result)
-    except SwarmError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except DockerException as exc:
-        module.fail_json(msg=f"the Docker engine failed a request: {exc}; check the engine's log", **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=f"swarm_rebuild failed unexpectedly: {exc}", exception=traceback.format_exc(), **result)
+    run(module, body, name="swarm_rebuild", result=result, ladder=ladder(result), guard=True, repair=lambda: client)
     module.exit_json(**result)
 
 

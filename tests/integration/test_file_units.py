@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.lifeboat.docker.plugins.module_utils._repository import Repository
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.repository import Repository
 from conftest import docker_cli, run_module
 from fixtures.lab import BUSYBOX, STOPPABLE, open_lab
 from fixtures.lab import Lab as BaseLab

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_module
+from conftest import MODULE_TMP, ROOT, run_module
 from fixtures import trees
 # lab is a fixture: importing it makes pytest use it here
 from test_snapshot import Lab, lab, manifests, object_path, read_manifest, store_object  # noqa: F401 pylint: disable=unused-import
@@ -222,8 +222,25 @@ def test_damaged_manifest_blocks_every_object_deletion(lab, base):
 # --------------------------------------------------------------------------------------------
 # 3. a snapshot holding the repository: the prune waits, or fails naming the holder
 # --------------------------------------------------------------------------------------------
+def _module_running(name: str) -> bool:
+    """Whether a process of the module NAME started by this test process runs (Ansible starts it as
+    AnsiballZ_NAME.py, with run_module's TMPDIR, which is this process's own, in its environment)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            if f"AnsiballZ_{name}.py".encode() not in cmdline:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if f"TMPDIR={MODULE_TMP}".encode() in fh.read().split(b"\0"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def test_prune_waits_for_a_snapshot_holding_the_repository(lab, base):
-    from ansible_collections.lifeboat.docker.plugins.module_utils._locks import Lock
+    from ansible_collections.lifeboat.docker.plugins.module_utils._common.locks import Lock
 
     repo, (a, b, c) = base.clone(lab)
     assert os.environ["LIFEBOAT_STATE_DIR"] == lab.state_dir
@@ -238,17 +255,29 @@ def test_prune_waits_for_a_snapshot_holding_the_repository(lab, base):
     assert "raise lock_timeout" in busy["msg"]
     assert len(manifests(repo)) == 3, "a prune that did not get the lock removed something"
 
-    # held for a while, then let go: the prune waits and then does its work
+    # held for a while, then let go: the prune waits and then does its work. The lock is let go
+    # 2 s after the prune's module process is seen (not after a fixed time from the start: on a
+    # loaded machine Ansible may take longer than that to start the module)
     holder = Lock(f"repository:{repo}", "snapshot by the test", timeout=5, shared=True).acquire()
-    timer = threading.Timer(4.0, holder.release)
-    timer.start()
+    seen = threading.Event()
+
+    def release_once_the_prune_runs():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _module_running("snapshot_prune"):
+            time.sleep(0.1)
+        seen.set()
+        time.sleep(2.0)
+        holder.release()
+
+    releaser = threading.Thread(target=release_once_the_prune_runs, daemon=True)
+    releaser.start()
     try:
-        started = time.monotonic()
         waited = run_module("snapshot_prune", repository=repo, keep_last=1, lock_timeout=60)
     finally:
-        timer.cancel()
+        releaser.join(timeout=130)
         holder.release()
-    assert waited["lock_waited"] >= 0.5 and time.monotonic() - started >= 4.0
+    assert seen.is_set()
+    assert waited["lock_waited"] >= 0.5
     assert waited["removed"] == [b["id"], a["id"]]
     assert [os.path.basename(p)[:-5] for p in manifests(repo)] == [c["id"]]
 

@@ -18,7 +18,7 @@ answered). The ONE block left out is that of "## 1. Engine and tools": it instal
 apt-get and starts it with systemctl; engine B stands in for that engine (this machine is no
 fresh Debian host, and the test must not install or start the system's engine). Nothing else is
 edited, answered or done by hand: what the drill needs beyond the runbook is a defect of the
-runbook (plugins/module_utils/_rebuild.py), not of the test.
+runbook (plugins/module_utils/_rebuild/plan.py), not of the test.
 
 Then B is checked as the role's verify does: every container the snapshot recorded as running
 runs, the table's row count equals A's, the volume's files are equal, the config file is back as a

@@ -33,7 +33,7 @@ def dav(tmp_path_factory):
 
 
 def opener(server):
-    from ansible_collections.lifeboat.docker.plugins.module_utils._store_rclone import RcloneStore
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.rclone import RcloneStore
 
     return lambda url, create: RcloneStore(url, create=create, options=server.options)
 

@@ -37,8 +37,8 @@ from fixtures.s3server import MotoS3, Relay
 from test_snapshot import (  # noqa: F401 pylint: disable=unused-import
     Lab, ansible_command, assert_same_tree, lab, wait_for)
 
-from ansible_collections.lifeboat.docker.plugins.module_utils import _store_s3  # noqa: E402
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import StoreError, open_store  # noqa: E402
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores import s3 as _store_s3  # noqa: E402
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import StoreError, open_store  # noqa: E402
 
 MIB = 1 << 20
 POLICY_DOC = ROOT / "docs" / "stores-s3.md"
@@ -503,7 +503,7 @@ def test_server_killed_mid_upload(lab):
 STORE_BENCH = r"""
 import hashlib, json, os, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.lifeboat.docker.plugins.module_utils._store import open_store
+from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import open_store
 opts = json.loads(sys.argv[2]); size = int(sys.argv[3])
 store = open_store(opts.pop("repository"), create=True, options=opts)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

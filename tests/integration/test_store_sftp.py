@@ -32,7 +32,7 @@ def sshd(tmp_path_factory):
 
 
 def opener(server):
-    from ansible_collections.lifeboat.docker.plugins.module_utils._store_sftp import SftpStore
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.sftp import SftpStore
 
     return lambda url, create: SftpStore(url, create=create, options=server.options)
 
@@ -44,7 +44,7 @@ def test_store_interface_with_threads(sshd):
 def test_short_reads_are_completed(sshd, monkeypatch):
     """OpenSSH's sftp-server answers a READ with at most 255 KiB: asking for 512 KiB makes every reply
     short, and the reader must ask again for the rest, ahead of its other requests in flight."""
-    from ansible_collections.lifeboat.docker.plugins.module_utils import _store_sftp as sf
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores import sftp as sf
 
     store = opener(sshd)(sshd.url(f"{HOME}/short"), True)
     try:
@@ -76,7 +76,7 @@ def test_upload_limit_holds_uploads_to_the_rate(sshd, tmp_path):
     by the modules, naming it."""
     import time
 
-    from ansible_collections.lifeboat.docker.plugins.module_utils._store import open_store
+    from ansible_collections.lifeboat.docker.plugins.module_utils._repo.stores.core import open_store
 
     store = open_store(sshd.url(f"{HOME}/limited"), create=True, options=dict(sshd.options, upload_limit="256K"))
     try:

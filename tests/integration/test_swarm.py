@@ -391,6 +391,8 @@ def test_dr_rebuild_brings_the_swarm_host_back_from_the_newest_backup_and_again_
         assert fresh.redis("CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
         assert MapStack(fresh).instances() == env["instances_v1"]
         volumes = sorted(v.name for v in fresh.client.volumes.list())
+        # the stack's volumes are the swarm step's alone: restored once, nothing kept aside
+        assert [v for v in volumes if ".pre-restore-" in v] == [], volumes
         again, report2 = dr_rebuild(fresh)
         assert report2["changed_steps"] == [], report2["changed_steps"]
         assert sorted(v.name for v in fresh.client.volumes.list()) == volumes, "the second run made new volumes"

@@ -5,16 +5,31 @@ so the file's text alone would not show a misspelt setting."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
-ANSIBLE_CONFIG_CLI = ROOT / ".venv" / "bin" / "ansible-config"
+
+def _ansible_config_cli() -> str:
+    """The checkout's venv's ansible-config, else the one beside this Python or on PATH (a checkout
+    without .venv, with Ansible installed otherwise)."""
+    for cli in (ROOT / ".venv" / "bin" / "ansible-config", Path(sys.executable).parent / "ansible-config"):
+        if cli.is_file():
+            return str(cli)
+    found = shutil.which("ansible-config")
+    if not found:
+        pytest.fail("ansible-config is not installed: run `bash scripts/venv.sh dev` (or install ansible-core)")
+    return found
 
 
 def _changed_settings() -> dict[str, str]:
     cfg = ROOT / "ansible.cfg"
-    proc = subprocess.run([str(ANSIBLE_CONFIG_CLI), "dump", "--only-changed", "-c", str(cfg)],
+    proc = subprocess.run([_ansible_config_cli(), "dump", "--only-changed", "-c", str(cfg)],
                           capture_output=True, text=True, env=dict(os.environ, ANSIBLE_CONFIG=str(cfg)),
                           cwd=ROOT, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ the settings file and pings its dead-man "fail" URL. When the run's output says 
 already sent its own failure notification (with the summary), it sends nothing a second time.
 
 It needs no Ansible (a run may fail because Ansible does not start): only Python 3, Debian's
-apprise for the URLs, and lifeboat_notify.py beside it (the collection's module_utils/_notify.py,
+apprise for the URLs, and lifeboat_notify.py beside it (the collection's module_utils/_notify/send.py,
 installed by the role). Exit status 1 when a notification failed (the journal names it).
 """
 
