@@ -329,12 +329,12 @@ class LocalStore(Store):
         return removed
 
 
-# Remote stores by URL scheme: module and class, imported only when used (their clients are
+# Remote stores by URL scheme: module (in _repo/stores/) and class, imported only when used (their clients are
 # not needed for local repositories).
 REMOTE_STORES = {
-    "sftp": ("_store_sftp", "SftpStore"),
-    "s3": ("_store_s3", "S3Store"),
-    "rclone": ("_store_rclone", "RcloneStore"),
+    "sftp": ("sftp", "SftpStore"),
+    "s3": ("s3", "S3Store"),
+    "rclone": ("rclone", "RcloneStore"),
 }
 
 
@@ -342,7 +342,7 @@ def open_store(url: str, create: bool = False, options: dict | None = None) -> S
     """The store for a repository URL: a local path (or file://PATH), sftp://, s3:// or rclone://.
 
     options holds the store settings of the module (endpoint_url, access_key, ssh_identity_file,
-    ...; see _options.REPOSITORY_ARGS); each store takes what it needs."""
+    ...; see _common/options.py REPOSITORY_ARGS); each store takes what it needs."""
     limit = parse_rate((options or {}).get("upload_limit"))  # a bad value is refused before anything is made
     if url.startswith("file://"):
         url = url[len("file://"):]
